@@ -1,0 +1,164 @@
+"""The modality plugin protocol and the registry.
+
+A modality owns everything between raw data and the continuous tensor the core diffuses:
+reading items, fitting data-dependent state (`prepare`), `encode` to x0, `decode` back, the default
+network, and saving its state next to the model. Third-party packages register modalities through
+the entry-point group ``multidiff.modalities`` (value: ``package.module:ClassName``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass
+class Encoded:
+    """A batch in the core's space.
+
+    x0:   [B, ...] float tensor, the clean data.
+    mask: [B, ...] (broadcastable to x0) float/bool, 1 where positions are data that count in the loss
+          (e.g. non-padding tokens or frames); None means everything counts.
+    cond: conditioning tensors with leading dim B (class labels, source tokens, ...).
+    known: optional [B, ...] bool mask of positions given as context (seq2seq sources, infilling);
+           they are not noised in training and are kept by the sampler's `known` hook.
+    """
+
+    x0: torch.Tensor
+    mask: torch.Tensor | None = None
+    cond: dict[str, torch.Tensor] = field(default_factory=dict)
+    known: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.x0.shape[0]
+
+    def index(self, idx: torch.Tensor | slice) -> "Encoded":
+        """Rows `idx` of every tensor."""
+        pick = lambda t: None if t is None else t[idx]
+        return Encoded(self.x0[idx], pick(self.mask), {k: v[idx] for k, v in self.cond.items()},
+                       pick(self.known))
+
+    def to(self, device: torch.device | str) -> "Encoded":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)
+        return Encoded(move(self.x0), move(self.mask), {k: move(v) for k, v in self.cond.items()},
+                       move(self.known))
+
+    @staticmethod
+    def concat(parts: Sequence["Encoded"]) -> "Encoded":
+        cat = lambda ts: None if ts[0] is None else torch.cat(ts)
+        keys = parts[0].cond.keys()
+        return Encoded(torch.cat([p.x0 for p in parts]), cat([p.mask for p in parts]),
+                       {k: torch.cat([p.cond[k] for p in parts]) for k in keys},
+                       cat([p.known for p in parts]))
+
+
+class Modality:
+    """Base class of modality plugins. Subclasses set `name` and `Config` (a dataclass).
+
+    Required: `read`, `prepare`, `encode`, `decode`, `sample_shape`, `denoiser_net`, `write_samples`,
+    `state_dict`/`load_state` (for `save`/`load`). Optional hooks: `project`, `loss` (a custom
+    objective), `decoder_nll` (the ELBO's reconstruction term), `units` (for likelihood reports).
+    """
+
+    name: ClassVar[str] = "base"
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, config: "Modality.Config | None" = None):
+        self.config = config if config is not None else self.Config()
+
+    # --- data -------------------------------------------------------------------------------
+    def read(self, path: str | Path) -> tuple[list[Any], list[tuple[str, str]]]:
+        """Read items from a file or folder. Returns (items, skipped) where skipped lists
+        (item identifier, reason) for items that could not be read."""
+        raise NotImplementedError
+
+    def prepare(self, items: Sequence[Any]) -> None:
+        """Fit data-dependent state (statistics, tokenizer). Idempotent."""
+
+    def encode(self, items: Sequence[Any]) -> Encoded:
+        raise NotImplementedError
+
+    def decode(self, x0: torch.Tensor, encoded: Encoded | None = None) -> list[Any]:
+        raise NotImplementedError
+
+    def sample_shape(self, num: int, **cond: Any) -> tuple[tuple[int, ...], Encoded | None]:
+        """Shape [num, ...] of x to generate, and optional conditioning/known context as Encoded."""
+        raise NotImplementedError
+
+    def write_samples(self, samples: list[Any], out: str | Path) -> list[Path]:
+        """Write decoded samples to `out` (a file or folder). Returns the paths written."""
+        raise NotImplementedError
+
+    # --- model ------------------------------------------------------------------------------
+    def denoiser_net(self, net_config: dict[str, Any]) -> nn.Module:
+        """The default backbone: a module called as net(x_in [B, ...], c_noise [B], **cond)."""
+        raise NotImplementedError
+
+    def units(self) -> tuple[str, int]:
+        """How likelihoods are normalised: ('dim', dims per item) or ('token', 0)."""
+        return "dim", 0
+
+    # --- persistence ------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(JSON-able settings, tensors) that travel with a model. Tensors are saved as safetensors."""
+        return {}, {}
+
+    def load_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        pass
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+
+_REGISTRY: dict[str, type[Modality]] = {}
+ENTRY_POINT_GROUP = "multidiff.modalities"
+
+
+def register(name: str, cls: type[Modality]) -> type[Modality]:
+    """Register a modality class under `name` (overwrites a previous registration)."""
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _builtins() -> None:
+    from . import vector  # noqa: F401  (registers itself)
+    for mod in ("text", "audio"):
+        try:
+            __import__(f"{__package__}.{mod}")
+        except ImportError:  # a modality with missing optional pieces must not break the others
+            pass
+
+
+def _entry_points() -> None:
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _REGISTRY:
+            register(ep.name, ep.load())
+
+
+def available() -> list[str]:
+    _builtins()
+    _entry_points()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Modality]:
+    """The modality class registered as `name` (built in or through the entry-point group)."""
+    if name not in _REGISTRY:
+        _builtins()
+    if name not in _REGISTRY:
+        _entry_points()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown modality {name!r}; available: {', '.join(available())}. "
+                          f"Third-party modalities register under the entry-point group {ENTRY_POINT_GROUP!r}.")
+    return _REGISTRY[name]
