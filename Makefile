@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) -m multidiff.demo --out runs/demo
+	$(PY) recipes/demo.py --out runs/demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/sampler_overhead.py --json runs/bench/sampler_overhead.json

@@ -1,4 +1,4 @@
-"""The `multidiff` command: train, sample, nll, info.
+"""The `multidiff` command: train, sample, nll, score, info.
 
 Errors a user can cause print one line ("multidiff: error: ...") and exit with status 2.
 """
@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--seed", type=int, default=0)
     n.add_argument("--batch-size", type=int, default=256)
     n.add_argument("--json", action="store_true", help="print mean and per-item values as JSON")
+
+    c = sub.add_parser("score", help="per-item anomaly scores (higher = more anomalous) as CSV")
+    c.add_argument("run_dir")
+    c.add_argument("--data", required=True, help="file or folder of items to score")
+    c.add_argument("--out", required=True, help="CSV to write")
+    c.add_argument("--method", default="elbo", choices=["elbo", "ode", "denoise"])
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--calibrate", metavar="VALIDATION_PATH",
+                   help="normal validation data: fit a threshold and add an 'anomalous' column")
+    c.add_argument("--fpr", type=float, default=0.01, help="false-positive rate of the calibrated threshold")
 
     i = sub.add_parser("info", help="describe a saved model")
     i.add_argument("run_dir")
@@ -125,6 +136,43 @@ def _cmd_nll(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score(a: argparse.Namespace) -> int:
+    import csv
+
+    from . import scoring
+    from .run import load
+
+    model = load(a.run_dir)
+    items, skipped = model.modality.read(a.data)
+    names = [getattr(it, "path", None) or (it.get("path") if isinstance(it, dict) else None) or f"item {i}"
+             for i, it in enumerate(items)]
+    scores = scoring.score_items(model, items, a.method, a.seed, a.batch_size, progress=sys.stderr.isatty())
+    threshold = None
+    if a.calibrate:
+        normal, _ = model.modality.read(a.calibrate)
+        threshold = scoring.threshold_at_fpr(scoring.score_items(model, normal, a.method, a.seed, a.batch_size),
+                                             a.fpr)
+    unit = scoring.units(model, a.method)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["item", "score", "method", "units"] + (["anomalous"] if threshold is not None else [])
+                   + ["error"])
+        for name, sc in zip(names, scores):
+            w.writerow([name, f"{sc:.6g}", a.method, unit] + ([int(sc > threshold)] if threshold is not None
+                                                              else []) + [""])
+        for name, reason in skipped:
+            w.writerow([name, "", a.method, unit] + ([""] if threshold is not None else []) + [reason])
+    if threshold is not None:
+        (out.with_suffix(".threshold.json")).write_text(json.dumps(
+            {"threshold": threshold, "fpr": a.fpr, "method": a.method, "units": unit,
+             "calibration_data": str(a.calibrate)}, indent=2))
+    print(f"scored {len(scores)} items ({len(skipped)} unreadable, listed with the reason) -> {out}"
+          + (f"; threshold {threshold:.4g} {unit} at FPR {a.fpr}" if threshold is not None else ""))
+    return 0
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     from .model import resolve_model_dir
     from .run import load
@@ -142,7 +190,8 @@ def _cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "nll": _cmd_nll, "info": _cmd_info}
+COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "nll": _cmd_nll, "score": _cmd_score,
+            "info": _cmd_info}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
