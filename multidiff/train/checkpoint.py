@@ -208,7 +208,7 @@ def rng_state(device: torch.device) -> dict[str, Any]:
         "torch_cpu": _b64(torch.get_rng_state()),
         "numpy": [np_state[0], base64.b64encode(np_state[1].tobytes()).decode("ascii"),
                   int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        "python": _jsonable(random.getstate(), "python random state"),
+        "python": json.dumps(_jsonable(random.getstate(), "python random state")),
     }
     if device.type == "cuda":
         state["torch_cuda"] = _b64(torch.cuda.get_rng_state(device))
@@ -219,7 +219,7 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(_unb64(state["torch_cpu"]))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.frombuffer(base64.b64decode(keys), dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
+    version, internal, gauss = json.loads(state["python"])
     random.setstate((version, tuple(internal), gauss))
     if device.type == "cuda" and "torch_cuda" in state:
         torch.cuda.set_rng_state(_unb64(state["torch_cuda"]), device)

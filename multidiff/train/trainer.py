@@ -38,7 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.draws import Draws
-from ..errors import CheckpointError, ConfigError, MultidiffError, TrainingError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..modalities.base import Encoded
 from . import checkpoint as ckpt
 from .distributed import Dist
@@ -208,10 +208,12 @@ class Trainer:
         if self.dist.is_main:
             try:
                 result = fn()
-            except MultidiffError as e:
+            except Exception as e:  # noqa: BLE001  (re-raised below, after telling the other ranks)
                 err = e
         if self.dist.any(err is not None):
-            raise err if err is not None else CheckpointError("rank 0 failed; see its error message")
+            if err is not None:
+                raise err
+            raise TrainingError("rank 0 failed (see its error message); this process stops too")
         return result
 
     def _prepare_folder(self, resume: bool) -> None:
@@ -247,7 +249,7 @@ class Trainer:
         self._autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else nullcontext
         self.batches_per_epoch = len(self.data) // cfg.batch_size  # the last incomplete batch is dropped
         self._perm_epoch, self._perm = -1, None
-        self._pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # unchecked (step, loss, gnorm)
+        self._pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []  # unchecked (step, loss, gnorm)
         self._window: list[list[float]] = []  # checked, not yet logged
         self.best_loss = self.last_loss = None
         self._ckpt_step: int | None = None
@@ -289,7 +291,7 @@ class Trainer:
                 self._step()
                 bar.update(1)
                 s = self.step
-                if s % cfg.log_every == 0 or s == cfg.max_steps:
+                if self._is_log_step(s):
                     self._check()
                     self._log(bar)
                 if evaluating and ((cfg.eval_every and s % cfg.eval_every == 0) or s == cfg.max_steps):
@@ -342,8 +344,10 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         if cfg.grad_clip > 0:
             gnorm = nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-        else:
+        elif self._is_log_step(s + 1):  # without clipping the norm is only needed for the log
             gnorm = nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        else:
+            gnorm = None
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -357,38 +361,48 @@ class Trainer:
 
     # NaN/Inf guard. Reading loss or grad norm every step would force a host sync per step (a
     # GPU pipeline stall), and clip_grad_norm_ does not sync either. So each step only keeps
-    # references to its loss and grad-norm tensors; `_check` reads them in one transfer at every
-    # log step, eval and before every checkpoint. The error names the exact step that went bad,
-    # and a bad state can never be saved: `_save` checks first.
+    # references to its loss (and grad-norm) tensors; `_check` reads them in one transfer at every
+    # log step, eval and before every checkpoint, and names the exact step whose loss went bad.
+    # The grad norm is computed every step when clipping (which needs it anyway), else only on log
+    # steps (it costs a pass over the gradients): an overflow with a finite loss then shows as a
+    # NaN loss one step later, and `_save` also checks the weights, so a bad state is never saved.
     def _check(self) -> None:
         if not self._pending:
             return
         steps = [p[0] for p in self._pending]
-        losses = torch.stack([p[1].float() for p in self._pending]).cpu()
-        gnorms = torch.stack([p[2].float() for p in self._pending]).cpu()
+        norms = [p[2] for p in self._pending if p[2] is not None]
+        values = torch.stack([p[1].float() for p in self._pending] + [g.float() for g in norms]).cpu()
+        losses, gnorms = values[:len(steps)], values[len(steps):].tolist()
+        has_norm = [p[2] is not None for p in self._pending]
         self._pending.clear()
         if self.dist.enabled:  # mean loss over processes (grad norms are equal after all-reduce)
             losses = self.dist.sum_cpu(losses) / self.dist.world_size
-        for st, lv, gv in zip(steps, losses.tolist(), gnorms.tolist()):
+        it = iter(gnorms)
+        for st, lv, has in zip(steps, losses.tolist(), has_norm):
+            gv = next(it) if has else None
             # under fp16 the GradScaler skips steps with inf gradients by design; only the loss counts
-            if not math.isfinite(lv) or (self.scaler is None and not math.isfinite(gv)):
-                what = "loss" if not math.isfinite(lv) else "gradient norm"
-                kept = (f"the last good checkpoint (step {ckpt.checkpoint_step(self.out)}) in "
-                        f"{self.out / ckpt.MODEL_DIR} is intact" if ckpt.has_checkpoint(self.out)
-                        else "no checkpoint was written yet")
-                raise TrainingError(
-                    f"non-finite {what} at step {st}: loss={lv}, grad_norm={gv}. Likely causes: learning "
-                    f"rate too high (lr={self.config.lr_at(st - 1):g}; lower it or add warmup/grad_clip), "
-                    f"fp16 overflow (use precision=bf16), or a bad data item (NaN/Inf in the inputs). "
-                    f"Training stopped; {kept}.")
+            if not math.isfinite(lv) or (self.scaler is None and gv is not None and not math.isfinite(gv)):
+                self._fail(st, "loss" if not math.isfinite(lv) else "gradient norm", f"loss={lv}, grad_norm={gv}")
             self._window.append([st, lv, gv])
+
+    def _fail(self, step: int, what: str, values: str) -> None:
+        kept = (f"the last good checkpoint (step {ckpt.checkpoint_step(self.out)}) in "
+                f"{self.out / ckpt.MODEL_DIR} is intact" if ckpt.has_checkpoint(self.out)
+                else "no checkpoint was written yet")
+        raise TrainingError(
+            f"non-finite {what} at step {step}: {values}. Likely causes: learning rate too high "
+            f"(lr={self.config.lr_at(step - 1):g}; lower it or add warmup/grad_clip), fp16 overflow "
+            f"(use precision=bf16), or a bad data item (NaN/Inf in the inputs). Training stopped; {kept}.")
+
+    def _is_log_step(self, step: int) -> bool:
+        return step % self.config.log_every == 0 or step == self.config.max_steps
 
     def _log(self, bar) -> None:
         if not self._window:
             return
         step = self._window[-1][0]
-        loss = math.fsum(w[1] for w in self._window) / len(self._window)
-        gnorm = math.fsum(w[2] for w in self._window) / len(self._window)
+        loss = math.fsum(w[1] for w in self._window) / len(self._window)  # mean over the window
+        gnorm = self._window[-1][2]  # of the logged step
         now = time.perf_counter()
         rate = (step - self._t0_step) * self.config.batch_size / max(now - self._t0, 1e-9)
         self._t0, self._t0_step = now, step
@@ -466,6 +480,9 @@ class Trainer:
     # --- checkpoints ----------------------------------------------------------------------
     def _save(self) -> None:
         self._check()  # never save a state that went non-finite
+        if self.config.grad_clip == 0 and self.scaler is None:  # grad norms were not all checked
+            if not bool(torch.isfinite(nn.utils.get_total_norm(self.params))):
+                self._fail(self.step, "weights", "a gradient overflowed while the loss was finite")
         self._on_rank0(lambda: ckpt.atomic_save(self.out, self._write_checkpoint, step=self.step))
         self._ckpt_step = self.step
 
@@ -498,7 +515,7 @@ class Trainer:
         state = ckpt.read_json(folder / ckpt.STATE_FILE)
         try:
             load_model(self.model, str(folder / "model.safetensors"), strict=True, device=str(self.device))
-        except (OSError, RuntimeError, ValueError) as e:
+        except Exception as e:  # safetensors raises its own error type on corrupt files
             raise CheckpointError(f"cannot load the weights in {folder}: {e}") from e
         return state
 
