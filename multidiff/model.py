@@ -179,10 +179,7 @@ class DiffusionModel(nn.Module):
         return self._decode(x0, ctx, kw.get("net"))
 
     def _decode(self, x0: torch.Tensor, ctx: Encoded | None, net: nn.Module | None) -> list[Any]:
-        try:
-            return self.modality.decode(x0, ctx, net=net if net is not None else self.net)
-        except TypeError:  # modalities whose decode needs no network
-            return self.modality.decode(x0, ctx)
+        return self.modality.decode(x0, ctx, net=net if net is not None else self.net)
 
     # ------------------------------------------------------------------------------------- likelihood
     @torch.no_grad()

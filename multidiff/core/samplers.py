@@ -288,7 +288,13 @@ def sample(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, method: st
     """Run sampler `method` from noise `x` [B, ...] (already scaled by sigmas[0]) down the grid `sigmas` [N + 1].
 
     Returns x0 [B, ...]. Options: project, known, cond, and the method's own (eta, s_churn, ...)."""
-    return _method(method)(denoiser, x, sigmas, generator=generator, callback=callback, **options)
+    out = _method(method)(denoiser, x, sigmas, generator=generator, callback=callback, **options)
+    if not torch.isfinite(out).all():  # one check per run, after the loop: no per-step host syncs
+        raise ValueError(
+            f"sampling with {method!r} produced NaN or Inf. Likely causes: a diverged network (check the "
+            f"training loss and use EMA weights), half precision overflow (sample in float32 or bf16), or "
+            f"sigmas beyond the range the model was trained on. Pass callback=... to find the first bad step.")
+    return out
 
 
 # --------------------------------------------------------------------------------------------- wrappers

@@ -89,7 +89,9 @@ class Modality:
     def encode(self, items: Sequence[Any]) -> Encoded:
         raise NotImplementedError
 
-    def decode(self, x0: torch.Tensor, encoded: Encoded | None = None) -> list[Any]:
+    def decode(self, x0: torch.Tensor, encoded: Encoded | None = None, net: nn.Module | None = None) -> list[Any]:
+        """Back from the diffused space: x0 [B, ...] -> B items. `net` is the model's network, for modalities
+        whose decoding needs learned parameters (e.g. text's embedding table); others ignore it."""
         raise NotImplementedError
 
     def sample_shape(self, num: int, **cond: Any) -> tuple[tuple[int, ...], Encoded | None]:

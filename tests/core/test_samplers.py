@@ -190,3 +190,10 @@ def test_grids_decrease_and_end_in_zero():
     for g in (S.karras_sigmas(10, SMIN, SMAX), S.exponential_sigmas(10, SMIN, SMAX)):
         assert len(g) == 11 and g[-1] == 0 and (g[1:] < g[:-1]).all()
         assert g[0] == pytest.approx(SMAX) and g[-2] == pytest.approx(SMIN)
+
+
+def test_non_finite_output_is_reported():
+    def broken(x, sigma):
+        return x * float("nan") if float(sigma[0]) < 1 else G.denoiser(x, sigma)
+    with pytest.raises(ValueError, match="produced NaN or Inf.*callback"):
+        S.sample(broken, torch.zeros(2, 3), S.karras_sigmas(10, SMIN, SMAX), "euler")

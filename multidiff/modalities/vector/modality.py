@@ -86,7 +86,8 @@ class VectorModality(Modality):
             raise DataError(f"expected vectors of size {self.mean.numel()}, got shape {tuple(x.shape)}")
         return Encoded((x - self.mean) / self.std)
 
-    def decode(self, x0: torch.Tensor, encoded: Encoded | None = None) -> list[np.ndarray]:
+    def decode(self, x0: torch.Tensor, encoded: Encoded | None = None, net: nn.Module | None = None
+               ) -> list[np.ndarray]:
         self._need_stats()
         return list((x0.float().cpu() * self.std + self.mean).numpy())
 
