@@ -80,6 +80,12 @@ class _Run:
             self.callback(step, x, x0, sigma)
         return x0
 
+    def churn(self, x: torch.Tensor, sigma: float, sigma_hat: float, s_noise: float) -> torch.Tensor:
+        """EDM's stochastic churn: raise the noise level of x from sigma to sigma_hat (no-op when equal)."""
+        if sigma_hat <= sigma:
+            return x
+        return x + self.noise() * (s_noise * math.sqrt(sigma_hat ** 2 - sigma ** 2))
+
     def renoise(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """Put the known positions on their forward-process path at `sigma`."""
         if self.known is None:
@@ -129,8 +135,7 @@ def sample_euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, g
     s = r.s
     x = r.renoise(x, s[0])
     for i in r.steps():
-        if s_hat[i] > s[i]:
-            x = x + r.noise() * (s_noise * math.sqrt(s_hat[i] ** 2 - s[i] ** 2))
+        x = r.churn(x, s[i], s_hat[i], s_noise)
         x0 = r.denoise(x, s_hat[i], i)
         x = r.renoise(torch.lerp(x0, x, s[i + 1] / s_hat[i]), s[i + 1])
     return x
@@ -190,8 +195,7 @@ def sample_heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, ge
     s = r.s
     x = r.renoise(x, s[0])
     for i in r.steps():
-        if s_hat[i] > s[i]:
-            x = x + r.noise() * (s_noise * math.sqrt(s_hat[i] ** 2 - s[i] ** 2))
+        x = r.churn(x, s[i], s_hat[i], s_noise)
         x0 = r.denoise(x, s_hat[i], i)
         d = (x - x0) / s_hat[i]
         dt = s[i + 1] - s_hat[i]

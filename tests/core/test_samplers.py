@@ -197,3 +197,12 @@ def test_non_finite_output_is_reported():
         return x * float("nan") if float(sigma[0]) < 1 else G.denoiser(x, sigma)
     with pytest.raises(ValueError, match="produced NaN or Inf.*callback"):
         S.sample(broken, torch.zeros(2, 3), S.karras_sigmas(10, SMIN, SMAX), "euler")
+
+
+def test_churn_adds_the_edm_noise():
+    """With churn the first step starts from sigma_hat = sigma (1 + gamma), gamma = min(S_churn / N, sqrt2 - 1)."""
+    seen = []
+    sig = S.karras_sigmas(4, SMIN, SMAX)
+    S.sample_euler(lambda x, s: seen.append(float(s[0])) or x * 0, torch.zeros(1, 2) + SMAX, sig,
+                   s_churn=0.4, generator=torch.Generator().manual_seed(0))
+    assert seen[0] == pytest.approx(SMAX * 1.1, rel=1e-6) and seen[-1] == pytest.approx(float(sig[-2]) * 1.1, rel=1e-5)
