@@ -47,12 +47,14 @@ class Encoded:
                        pick(self.known))
 
     def to(self, device: torch.device | str) -> "Encoded":
+        """Every tensor moved to `device` (non-blocking)."""
         move = lambda t: None if t is None else t.to(device, non_blocking=True)
         return Encoded(move(self.x0), move(self.mask), {k: move(v) for k, v in self.cond.items()},
                        move(self.known))
 
     @staticmethod
     def concat(parts: Sequence["Encoded"]) -> "Encoded":
+        """Batches joined along the first dim (all parts must have the same fields and cond keys)."""
         cat = lambda ts: None if ts[0] is None else torch.cat(ts)
         keys = parts[0].cond.keys()
         return Encoded(torch.cat([p.x0 for p in parts]), cat([p.mask for p in parts]),
@@ -64,8 +66,12 @@ class Modality:
     """Base class of modality plugins. Subclasses set `name` and `Config` (a dataclass).
 
     Required: `read`, `prepare`, `encode`, `decode`, `sample_shape`, `denoiser_net`, `write_samples`,
-    `state_dict`/`load_state` (for `save`/`load`). Optional hooks: `project`, `loss` (a custom
-    objective), `decoder_nll` (the ELBO's reconstruction term), `units` (for likelihood reports).
+    `state`/`load_state` (what travels with a saved model), `units` (for likelihood reports).
+    Optional hooks, looked up by `DiffusionModel` only when the subclass defines them:
+    `loss(net, batch, draws, diffusion)` (a custom objective), `make_denoiser(net, diffusion)`,
+    `project(net, diffusion) -> callable | None` (sampler clamping), `nll(net, batch, draws, diffusion,
+    method=)` (a custom likelihood), `null_cond()` (classifier-free guidance). `diffusion` is the model's
+    DiffusionConfig as a dict.
     """
 
     name: ClassVar[str] = "base"
@@ -87,6 +93,7 @@ class Modality:
         """Fit data-dependent state (statistics, tokenizer). Idempotent."""
 
     def encode(self, items: Sequence[Any]) -> Encoded:
+        """Items -> an `Encoded` batch: x0 [B, ...] float, optional mask, cond and known."""
         raise NotImplementedError
 
     def decode(self, x0: torch.Tensor, encoded: Encoded | None = None, net: nn.Module | None = None) -> list[Any]:
@@ -117,9 +124,10 @@ class Modality:
         return {}, {}
 
     def load_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        pass
+        """Restore what `state()` returned; called before `denoiser_net` when a model is loaded."""
 
     def config_dict(self) -> dict[str, Any]:
+        """The options saved as `modality_options` in config.json (default: the Config dataclass as a dict)."""
         return dataclasses.asdict(self.config)
 
 
@@ -127,8 +135,16 @@ _REGISTRY: dict[str, type[Modality]] = {}
 ENTRY_POINT_GROUP = "multidiff.modalities"
 
 
+_BROKEN: dict[str, str] = {}  # entry-point name -> why it could not be loaded
+
+
 def register(name: str, cls: type[Modality]) -> type[Modality]:
-    """Register a modality class under `name` (overwrites a previous registration)."""
+    """Register a modality class under `name` (overwrites a previous registration).
+
+    `cls.name` must equal `name`: a saved model records the class's name and is loaded by it."""
+    if getattr(cls, "name", name) != name:
+        raise ConfigError(f"modality class {cls.__qualname__} has name = {cls.name!r} but is registered as "
+                          f"{name!r}; set `name = {name!r}` on the class (saved models are loaded by that name)")
     _REGISTRY[name] = cls
     return cls
 
@@ -145,10 +161,14 @@ def _builtins() -> None:
 def _entry_points() -> None:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _REGISTRY:
-            register(ep.name, ep.load())
+            try:
+                register(ep.name, ep.load())
+            except Exception as e:  # noqa: BLE001  (one broken plugin must not break the others; get() reports it)
+                _BROKEN[ep.name] = f"entry point {ep.value!r} could not be loaded ({type(e).__name__}: {e})"
 
 
 def available() -> list[str]:
+    """Sorted names of the built-in modalities and of every entry point that loads."""
     _builtins()
     _entry_points()
     return sorted(_REGISTRY)
@@ -160,6 +180,9 @@ def get(name: str) -> type[Modality]:
         _builtins()
     if name not in _REGISTRY:
         _entry_points()
+    if name not in _REGISTRY and name in _BROKEN:
+        raise ConfigError(f"modality {name!r} is installed but its {_BROKEN[name]}; fix or reinstall the "
+                          f"package that provides it")
     if name not in _REGISTRY:
         raise ConfigError(f"unknown modality {name!r}; available: {', '.join(available())}. "
                           f"Third-party modalities register under the entry-point group {ENTRY_POINT_GROUP!r}.")
