@@ -23,6 +23,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/sampler_overhead.py --json runs/bench/sampler_overhead.json
 	$(PY) benchmarks/trainer_overhead.py --json runs/bench/trainer_overhead.json
+	$(PY) -c "import diffusers" 2>/dev/null || $(PY) -m pip install -q -e ".[bench]" || echo "diffusers not installed: parity skips its pairs"
+	$(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('k_diffusion') is None)" || $(PY) -m pip install -q --no-deps k-diffusion || echo "k-diffusion not installed: parity skips its pairs"
+	$(PY) benchmarks/parity.py --json runs/bench/parity.json
+	$(PY) benchmarks/quality_vs_nfe.py --json runs/bench/quality_vs_nfe.json --png runs/bench/quality_vs_nfe.png
+	$(PY) benchmarks/training_throughput.py --json runs/bench/training_throughput.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -53,6 +53,7 @@ class DiffusionConfig:
     guidance: float = 1.0
 
     def validate(self) -> None:
+        """Raise ConfigError naming the first invalid setting and the valid choices."""
         process.coefficients(torch.ones(1), self.parameterization, self.sigma_data, self.input_scaling)
         for name, value, valid in [("weighting", self.weighting, losses.WEIGHTINGS),
                                    ("time_sampler", self.time_sampler, losses.TIME_SAMPLERS),
@@ -104,6 +105,7 @@ class DiffusionModel(nn.Module):
         return process.Denoiser(net, d.parameterization, d.sigma_data, d.input_scaling)
 
     def diffusion_dict(self) -> dict[str, Any]:
+        """The DiffusionConfig as a plain dict (what modality hooks receive)."""
         return dataclasses.asdict(self.diffusion)
 
     def forward(self, batch: Encoded, draws: Draws) -> torch.Tensor:
@@ -128,11 +130,13 @@ class DiffusionModel(nn.Module):
                     if k in null else v) for k, v in cond.items()}
 
     def null_cond(self) -> dict[str, Any]:
+        """The modality's "no condition" values for classifier-free guidance ({} when unconditional)."""
         fn = getattr(self.modality, "null_cond", None)
         return fn() if fn is not None else {}
 
     # ------------------------------------------------------------------------------------- sampling
     def sigmas(self, steps: int | None = None, grid: str | None = None) -> torch.Tensor:
+        """Sampling grid [steps + 1] (decreasing, ending with 0) from the diffusion settings."""
         d = self.diffusion
         steps, grid = steps or d.steps, grid or d.grid
         if grid == "karras":
@@ -207,6 +211,7 @@ class DiffusionModel(nn.Module):
 
     # ------------------------------------------------------------------------------------- persistence
     def config_dict(self) -> dict[str, Any]:
+        """What config.json holds: format, modality name and options, net settings, diffusion settings."""
         return {"format": FORMAT, "modality": self.modality.name,
                 "modality_options": self.modality.config_dict(), "net": self.net_config,
                 "diffusion": self.diffusion_dict()}

@@ -33,6 +33,7 @@ class DataConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        """Raise ConfigError for an eval_fraction outside [0, 1)."""
         if not 0 <= self.eval_fraction < 1:
             raise ConfigError(f"data.eval_fraction must be in [0, 1), got {self.eval_fraction}")
 
@@ -47,10 +48,12 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
+        """Check the training settings (sizes, choices)."""
         self.train.validate()
 
 
 def parse_run_config(data: dict[str, Any]) -> RunConfig:
+    """A RunConfig from a YAML mapping; unknown keys and wrong types raise ConfigError naming the key path."""
     return from_dict(RunConfig, data)
 
 

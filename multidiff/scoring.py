@@ -61,6 +61,7 @@ def score_batch(model: DiffusionModel, batch: Encoded, method: str = "elbo", see
 
 
 def units(model: DiffusionModel, method: str) -> str:
+    """Units of `method`'s scores, e.g. "bits/dim", "bits/token", "mse/dim"."""
     unit, _ = model.modality.units()
     return f"mse/{unit}" if method == "denoise" else f"bits/{unit}"
 
@@ -124,6 +125,7 @@ def threshold_at_fpr(normal: Sequence[float], fpr: float) -> float:
 
 
 def tpr_at_fpr(normal: Sequence[float], anomalous: Sequence[float], fpr: float = 0.01) -> float:
+    """Fraction of anomalies flagged at the threshold that flags at most `fpr` of the normal items."""
     th = threshold_at_fpr(normal, fpr)
     return sum(a > th for a in anomalous) / len(anomalous)
 
@@ -139,5 +141,6 @@ def roc_curve(normal: Sequence[float], anomalous: Sequence[float]) -> tuple[list
 
 
 def separation(normal: Sequence[float], anomalous: Sequence[float]) -> dict[str, float]:
+    """AUROC, AUPRC and TPR at 1% FPR (anomalies are the positive class)."""
     return {"auroc": auroc(normal, anomalous), "auprc": auprc(normal, anomalous),
             "tpr_at_1pct_fpr": tpr_at_fpr(normal, anomalous, 0.01)}

@@ -350,6 +350,7 @@ class SelfConditioning:
         self.reset()
 
     def reset(self) -> None:
+        """Forget the previous estimate: the next call starts a new run."""
         self.prev, self.last_sigma = None, math.inf
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **cond: Any) -> torch.Tensor:

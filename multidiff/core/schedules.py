@@ -30,9 +30,11 @@ class Schedule:
     name = "schedule"
 
     def logsnr(self, t: Number) -> torch.Tensor:
+        """log(alpha^2 / sigma^2) at time t in [0, 1] (strictly decreasing)."""
         raise NotImplementedError
 
     def t_from_logsnr(self, logsnr: Number) -> torch.Tensor:
+        """The time t whose logSNR is `logsnr` (inverse of `logsnr`)."""
         raise NotImplementedError
 
     def alpha(self, t: Number) -> torch.Tensor:
@@ -48,14 +50,17 @@ class Schedule:
         return torch.exp(-0.5 * self.logsnr(t))
 
     def t_from_sigma(self, sigma_ve: Number) -> torch.Tensor:
+        """The time t whose core sigma is `sigma_ve`."""
         return self.t_from_logsnr(-2.0 * torch.log(_as_tensor(sigma_ve)))
 
     @property
     def sigma_min(self) -> float:
+        """Core sigma at t = 0 (least noise)."""
         return float(self.sigma_ve(0.0))
 
     @property
     def sigma_max(self) -> float:
+        """Core sigma at t = 1 (most noise)."""
         return float(self.sigma_ve(1.0))
 
     def dlogsnr_dt(self, t: torch.Tensor) -> torch.Tensor:
@@ -167,9 +172,11 @@ class EDM(Schedule):
         self._a, self._b = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
 
     def logsnr(self, t: Number) -> torch.Tensor:
+        """-2 log sigma(t) on the rho-ramp."""
         return -2 * self.rho * torch.log(self._a + _as_tensor(t) * (self._b - self._a))
 
     def t_from_logsnr(self, logsnr: Number) -> torch.Tensor:
+        """Inverse of the rho-ramp."""
         return (torch.exp(-_as_tensor(logsnr) / (2 * self.rho)) - self._a) / (self._b - self._a)
 
 
@@ -186,6 +193,7 @@ class Discrete(Schedule):
         self.table = torch.log(ac) - torch.log1p(-ac)  # logSNR per index, decreasing
 
     def logsnr(self, t: Number) -> torch.Tensor:
+        """The table's logSNR, linearly interpolated between indices."""
         t = _as_tensor(t)
         pos = t.double().clamp(0, 1) * (len(self.table) - 1)
         lo = pos.floor().long().clamp(max=len(self.table) - 2)
@@ -194,6 +202,7 @@ class Discrete(Schedule):
         return out.to(t.dtype)
 
     def t_from_logsnr(self, logsnr: Number) -> torch.Tensor:
+        """Inverse of the interpolated table (searchsorted, then linear within the interval)."""
         l = _as_tensor(logsnr)
         rev = self.table.flip(0)  # increasing
         idx = torch.searchsorted(rev, l.double().clamp(rev[0], rev[-1])).clamp(1, len(rev) - 1)
@@ -223,4 +232,5 @@ def get(name: str, **kw) -> Schedule:
 
 
 def names() -> list[str]:
+    """Names `get` accepts."""
     return sorted(_SCHEDULES)

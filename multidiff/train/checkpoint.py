@@ -92,6 +92,7 @@ def recover(out_dir: str | Path) -> None:
 
 
 def has_checkpoint(out_dir: str | Path) -> bool:
+    """Whether out_dir holds a complete checkpoint (recovering an interrupted swap first)."""
     return (Path(out_dir) / MODEL_DIR / STATE_FILE).is_file()
 
 

@@ -44,10 +44,12 @@ class Dist:
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0 (the process that writes files)."""
         return self.rank == 0
 
     @property
     def enabled(self) -> bool:
+        """True when running under torchrun with more than one process group member."""
         return self.world_size > 1
 
     @classmethod
@@ -85,6 +87,7 @@ class Dist:
         return contextlib.nullcontext()
 
     def barrier(self) -> None:
+        """Wait for every process (no-op without a process group)."""
         if self.enabled:
             dist.barrier(group=self.cpu_group)
 
@@ -101,6 +104,7 @@ class Dist:
         return bool(self.sum_cpu(torch.tensor([int(flag)])).item())
 
     def close(self) -> None:
+        """Destroy the process group this object created."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
             self.owns_group = False

@@ -65,6 +65,7 @@ class EMA:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore shadow weights saved by `state_dict` (names and shapes must match)."""
         if set(state) != set(self.shadow):
             extra, missing = set(state) - set(self.shadow), set(self.shadow) - set(state)
             raise KeyError(f"EMA state does not match the model: missing {sorted(missing)[:5]}, "

@@ -44,6 +44,7 @@ class RunLock:
             return {}
 
     def acquire(self) -> "RunLock":
+        """Take the lock or raise RunLockedError naming its live owner (a dead owner's lock is taken over)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         host, pid = socket.gethostname(), os.getpid()
         mine = self.path.with_name(f"{LOCK_FILE}.{host}.{pid}")
@@ -75,6 +76,7 @@ class RunLock:
             mine.unlink(missing_ok=True)
 
     def release(self) -> None:
+        """Remove the lock if this process holds it."""
         if self.held:
             owner = self._owner()
             if owner and owner.get("pid") == os.getpid():

@@ -100,6 +100,7 @@ class TrainConfig:
     find_unused_parameters: bool = False  # DDP option for models with conditionally unused parameters
 
     def optimizer_class(self) -> type[torch.optim.Optimizer]:
+        """The torch.optim class named by `optimizer` (case-insensitive); ConfigError lists the choices."""
         names = optimizer_names()
         for n in names:
             if n.lower() == str(self.optimizer).lower():
