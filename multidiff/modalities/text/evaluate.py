@@ -1,0 +1,138 @@
+"""Evaluation helpers shared by the text recipes: the bound per token, sampling with timing, quality.
+
+    bound_per_token(modality, net, encoded, repeats=4) -> {"nats_per_token", "bits_per_token", terms...}
+    timed_generate(modality, net, num, steps=20, ...) -> (texts, {"seq_per_s", "sampler_overhead", ...})
+    unconditional_quality(samples, real, judge) -> judge perplexity, distinct-n, self-BLEU for both sets
+    data2text_quality(examples_by_mr, outputs) -> corpus BLEU, ROUGE-L, slot error rate
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ...core.draws import Draws
+from ..base import Encoded
+from . import objectives as obj
+from .corpus import Example
+from .metrics import (ARJudge, corpus_bleu, distinct_n, rouge_l, self_bleu, slot_error_rate, slot_values)
+
+
+@torch.no_grad()
+def bound_per_token(modality, net: nn.Module, data: Encoded, repeats: int = 4, batch_size: int = 128,
+                    seed: int = 0) -> dict[str, float]:
+    """The bound averaged over `repeats` independent estimates per item, per token (words + EOS).
+    Returns nats and bits per token and each term's share (nats per token)."""
+    tot: dict[str, float] = {}
+    for r in range(repeats):
+        for i in range(0, len(data), batch_size):
+            b = data.index(slice(i, i + batch_size))
+            t = modality.nll_terms(net, b, Draws.seeded(seed * 1_000_003 + r * 7919 + i, len(b)))
+            for k, v in t.items():
+                tot[k] = tot.get(k, 0.0) + float(v.sum()) / repeats
+    n = tot.pop("tokens")
+    out = {k: v / n for k, v in tot.items()}
+    out["nats_per_token"] = out.pop("total")
+    out["bits_per_token"] = out["nats_per_token"] / math.log(2)
+    out["tokens"] = n
+    return out
+
+
+@torch.no_grad()
+def timed_generate(modality, net: nn.Module, num: int, steps: int = 20, method: str = "euler",
+                   batch_size: int = 64, seed: int = 0, source: Sequence[Any] | None = None,
+                   **kw: Any) -> tuple[list[str], dict[str, float]]:
+    """Generate `num` texts in batches; report sequences per second (wall clock) and the sampler's
+    overhead: sampling cost / cost of the same number of bare network evaluations on the same shapes
+    (CPU time of this process on a CPU, so other load on the machine does not skew the ratio; wall
+    clock with synchronisation on a GPU)."""
+    m = obj._u(net)
+    dev = next(m.parameters()).device
+    clock = time.process_time if dev.type == "cpu" else time.perf_counter
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    texts: list[str] = []
+    wall = cost_all = cost_net = 0.0
+    for k, i in enumerate(range(0, num, batch_size)):
+        n = min(batch_size, num - i)
+        src = None if source is None else source[i:i + n]
+        w0, c0 = time.perf_counter(), clock()
+        texts += modality.generate(net, n, steps=steps, method=method, seed=seed + k, source=src, **kw)
+        sync()
+        wall += time.perf_counter() - w0
+        cost_all += clock() - c0
+        # the network alone on the same shapes, `steps` evaluations (self-conditioning input included)
+        shape, ctx = modality.sample_shape(n, source=src, seed=seed + k)
+        x = torch.randn(shape).to(dev)
+        sig = torch.full((n,), 1.0, device=dev)
+        known = ctx.cond.get("known")
+        known = None if known is None else known.to(dev)
+        mask = ctx.cond["attention_mask"].to(dev)
+        was = net.training
+        net.eval()
+        c0 = clock()
+        for _ in range(steps):
+            obj.logits(net, x, sig, attention_mask=mask, known=known,
+                       self_cond=x if getattr(m, "use_self_cond", False) else None)
+        sync()
+        cost_net += clock() - c0
+        net.train(was)
+    return texts, {"sequences": num, "nfe": steps, "seconds": wall, "seq_per_s": num / wall,
+                   "network_seconds": cost_net, "sampler_seconds": cost_all,
+                   "sampler_overhead": cost_all / max(cost_net, 1e-9)}
+
+
+def diversity(texts: Sequence[str], self_bleu_limit: int = 200) -> dict[str, float]:
+    return {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+            "distinct_4": distinct_n(texts, 4), "self_bleu": self_bleu(list(texts), limit=self_bleu_limit)}
+
+
+def unconditional_quality(samples: Sequence[str], real: Sequence[str], judge: ARJudge | None) -> dict[str, Any]:
+    """Judge perplexity, distinct-n and self-BLEU of samples and of as many real held-out sentences."""
+    real = list(real)[:len(samples)]
+    out: dict[str, Any] = {"samples": diversity(samples), "real": diversity(real)}
+    if judge is not None:
+        out["samples"]["judge_ppl"] = judge.perplexity(list(samples))
+        out["real"]["judge_ppl"] = judge.perplexity(real)
+        out["judge_ppl_ratio"] = out["samples"]["judge_ppl"] / out["real"]["judge_ppl"]
+    r2 = out["real"]["distinct_2"]
+    out["distinct_2_ratio"] = out["samples"]["distinct_2"] / r2 if r2 else float("nan")
+    return out
+
+
+def group_by_mr(examples: Sequence[Example]) -> tuple[list[Example], list[list[str]]]:
+    """One Example per distinct MR (first seen) and the list of its reference sentences."""
+    first: dict[str, Example] = {}
+    refs: dict[str, list[str]] = {}
+    for e in examples:
+        first.setdefault(e.mr_text, e)
+        refs.setdefault(e.mr_text, []).append(e.text)
+    keys = list(first)
+    return [first[k] for k in keys], [refs[k] for k in keys]
+
+
+def data2text_quality(sources: Sequence[Example], refs: Sequence[Sequence[str]], outputs: Sequence[str],
+                      all_examples: Sequence[Example] = ()) -> dict[str, float]:
+    """Corpus BLEU-4, ROUGE-L and slot error rate (lower-cased) of one output per source MR."""
+    low = [o.lower() for o in outputs]
+    lrefs = [[r.lower() for r in rs] for rs in refs]
+    values = slot_values([e.mr for e in list(all_examples) or list(sources)])
+    return {"bleu": corpus_bleu(low, lrefs), "rouge_l": rouge_l(low, lrefs),
+            "slot_error_rate": slot_error_rate([e.mr for e in sources], outputs, values),
+            "sources": len(sources)}
+
+
+def mbr_select(candidates: Sequence[Sequence[str]]) -> list[str]:
+    """Minimum Bayes risk: per source, the candidate with the highest mean BLEU against the others."""
+    from .metrics import sentence_bleu
+    out = []
+    for cands in candidates:
+        if len(cands) == 1:
+            out.append(cands[0])
+            continue
+        scores = [sum(sentence_bleu(c, [o]) for j, o in enumerate(cands) if j != i) for i, c in enumerate(cands)]
+        out.append(cands[max(range(len(cands)), key=scores.__getitem__)])
+    return out

@@ -1,0 +1,73 @@
+"""Bad-input accounting of the corpus reader and the synthetic corpus."""
+
+import pytest
+
+from multidiff.errors import DataError
+from multidiff.modalities.text import TextModality, read_corpus, read_lines, split_by_mr, synthetic_corpus
+from multidiff.modalities.text.corpus import ReadStats, parse_mr
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.txt"
+    p.write_bytes(b"")
+    with pytest.raises(DataError, match="empty"):
+        read_lines(p)
+    p.write_bytes(b"\n  \n\n")
+    with pytest.raises(DataError, match="empty"):
+        read_lines(p)
+    with pytest.raises(DataError, match="does not exist"):
+        read_lines(tmp_path / "nope.txt")
+
+
+def test_empty_lines_bad_utf8_long_lines(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_bytes(b"first line\n\n   \nsecond \xff\xfe line\n" + b"x" * 50 + b"\nlast\n")
+    st = ReadStats()
+    lines = read_lines(p, max_chars=20, stats=st)
+    assert lines == ["first line", "second \ufffd\ufffd line", "x" * 20, "last"]
+    assert (st.lines, st.kept, st.empty_skipped, st.bad_utf8, st.truncated_chars) == (6, 4, 2, 1, 1)
+    assert st.bad_utf8_lines == [4] and st.empty_lines == [2, 3] and st.truncated_lines == [5]
+    with pytest.raises(DataError, match=r"c.txt:4: not valid UTF-8"):
+        read_lines(p, on_bad_utf8="error")
+    m = TextModality(max_chars=20)
+    items, skipped = m.read(p)
+    assert len(items) == 4 and len(skipped) == 4
+    rep = m.report()
+    assert rep["empty_skipped"] == 2 and rep["bad_utf8_replaced"] == 1 and rep["truncated_chars"] == 1
+
+
+def test_unk_and_token_truncation_in_report():
+    m = TextModality(min_frequency=2, max_len=5)
+    m.prepare(["a b c", "a b c", "a b"])
+    m.encode(["a b zzz", "a b c a b c a b"])
+    rep = m.report()
+    assert rep["unk_tokens"] == 1 and rep["truncated_lines"] == 1
+
+
+def test_e2e_format_and_split():
+    lines = synthetic_corpus(num_mrs=30, refs_per_mr=3, seed=5)
+    assert lines == synthetic_corpus(num_mrs=30, refs_per_mr=3, seed=5)        # deterministic
+    assert lines != synthetic_corpus(num_mrs=30, refs_per_mr=3, seed=6)
+    mr_text, sent = lines[0].split("||")
+    mr = parse_mr(mr_text)
+    assert mr["name"] in sent
+    assert parse_mr("name[The Eagle], area[riverside]") == {"name": "The Eagle", "area": "riverside"}
+    from multidiff.modalities.text.corpus import parse_examples
+    ex = parse_examples(lines)
+    tr, te = split_by_mr(ex, 0.1, seed=0)
+    assert len(tr) + len(te) == len(ex) and len(te) == 9
+    assert not {e.mr_text for e in tr} & {e.mr_text for e in te}
+
+
+@pytest.mark.data
+def test_read_e2e(shared_data):
+    path = shared_data / "e2e" / "e2e_nlg_valid.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    ex, st = read_corpus(path)
+    assert st.kept == len(ex) > 4000 and st.bad_utf8 == 0
+    assert all(e.mr.get("name") for e in ex)
+    # human references omit some slots; the matcher should put them near E2E's known ~10% floor
+    from multidiff.modalities.text.metrics import slot_error_rate, slot_values
+    ser = slot_error_rate([e.mr for e in ex], [e.text for e in ex], slot_values([e.mr for e in ex]))
+    assert 0.02 < ser < 0.12

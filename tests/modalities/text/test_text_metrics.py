@@ -1,0 +1,74 @@
+"""n-gram metrics and slot error rate against hand-computed examples."""
+
+import math
+
+import pytest
+
+from multidiff.modalities.text.metrics import (corpus_bleu, distinct_n, rouge_l, self_bleu, sentence_bleu,
+                                               slot_error_rate, slot_errors, slot_values)
+
+
+def test_bleu_worked_example():
+    # hyp: the cat sat on the mat today (7), ref: the cat sat on the mat (6); BP = 1 (hyp longer)
+    # p1 = 6/7, p2 = 5/6, p3 = 4/5, p4 = 3/4 -> BLEU = (6/7 * 5/6 * 4/5 * 3/4) ** (1/4) = (3/7) ** 0.25
+    b = corpus_bleu(["the cat sat on the mat today"], [["the cat sat on the mat"]])
+    assert b == pytest.approx((3 / 7) ** 0.25, abs=1e-12)
+
+
+def test_bleu_brevity_penalty_and_closest_reference():
+    # all precisions 1, hyp 6 vs closest ref 7 -> exp(1 - 7/6)
+    assert corpus_bleu(["the cat sat on the mat"], [["the cat sat on the mat today"]]) == \
+        pytest.approx(math.exp(1 - 7 / 6))
+    # a second, equally long reference removes the penalty
+    assert corpus_bleu(["the cat sat on the mat"], [["the cat sat on the mat today", "a b c d e f"]]) == \
+        pytest.approx(1.0)
+
+
+def test_bleu_clipping_and_corpus_sums():
+    # clipped unigram precision 1/4 in "the the the the" vs "the cat"; no 2-gram match -> 0
+    assert corpus_bleu(["the the the the"], [["the cat"]]) == 0.0
+    # corpus level sums counts before dividing: sentence 1 perfect (4 words), sentence 2 p1 = 2/4
+    h = ["a b c d", "a b x y"]
+    r = [["a b c d"], ["a b c d"]]
+    p1, p2, p3, p4 = 6 / 8, 4 / 6, 2 / 4, 1 / 2
+    assert corpus_bleu(h, r) == pytest.approx((p1 * p2 * p3 * p4) ** 0.25)
+
+
+def test_rouge_l():
+    assert rouge_l(["a b c d"], [["a c e d"]]) == pytest.approx(0.75)
+    # LCS 2, P = 1, R = 0.5, beta 1.2: (1 + 1.44) * 0.5 / (0.5 + 1.44)
+    assert rouge_l(["a b"], [["a b c d"]]) == pytest.approx(2.44 * 0.5 / 1.94)
+    assert rouge_l(["a b"], [["x y", "a b c d"]]) == pytest.approx(2.44 * 0.5 / 1.94)  # best reference
+
+
+def test_distinct_and_self_bleu():
+    assert distinct_n(["a b a b", "a c"], 1) == pytest.approx(3 / 6)
+    assert distinct_n(["a b a b", "a c"], 2) == pytest.approx(3 / 4)
+    assert self_bleu(["a b c d", "a b c d"]) == pytest.approx(1.0)
+    assert self_bleu(["a b c d", "e f g h"]) == 0.0
+    # smoothed sentence BLEU of "a b c x" vs "a b c d": p1 = 3/4 (unsmoothed), p2 = (2 + 1)/(3 + 1),
+    # p3 = (1 + 1)/(2 + 1), p4 = (0 + 1)/(1 + 1)
+    assert sentence_bleu("a b c x", ["a b c d"]) == pytest.approx((0.75 * 0.75 * (2 / 3) * 0.5) ** 0.25)
+
+
+def test_slot_errors():
+    mr = {"name": "The Eagle", "area": "riverside", "family friendly": "no"}
+    vals = {"area": {"riverside", "city centre"}}
+    e, n, det = slot_errors(mr, "The Eagle is in the city centre and is family friendly .", vals)
+    assert (e, n) == (2, 3)
+    assert any("contradicted by 'city centre'" in d for d in det)
+    assert any("family friendly=no: contradicted" in d for d in det)
+    assert slot_errors(mr, "The Eagle by the riverside is not family - friendly .")[0] == 0
+    mrs = [mr, {"name": "Aromi", "customer rating": "5 out of 5"}]
+    texts = ["The Eagle is in the riverside , not family friendly .", "Aromi is rated 5 out of 5 ."]
+    assert slot_error_rate(mrs, texts) == 0.0
+    assert slot_error_rate(mrs, ["nothing", "Aromi"]) == pytest.approx(4 / 5)
+    assert slot_values(mrs)["name"] == {"The Eagle", "Aromi"}
+
+
+def test_synthetic_references_have_no_slot_errors():
+    """Every template of the embedded corpus realises every slot the way the SER matcher reads it."""
+    from multidiff.modalities.text import synthetic_corpus
+    from multidiff.modalities.text.corpus import parse_examples
+    ex = parse_examples(synthetic_corpus(num_mrs=200, refs_per_mr=3, seed=4))
+    assert slot_error_rate([e.mr for e in ex], [e.text for e in ex], slot_values([e.mr for e in ex])) == 0.0
