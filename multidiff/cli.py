@@ -114,16 +114,17 @@ def _cmd_nll(a: argparse.Namespace) -> int:
 
     model = load(a.run_dir)
     items, skipped = model.modality.read(a.data)
-    unit, dims = model.modality.units()
-    per_item, per_unit = [], []
+    unit, _ = model.modality.units()
+    nats, units = [], []
     for start in range(0, len(items), a.batch_size):
         batch = model.modality.encode(items[start:start + a.batch_size])
-        nats = model.nll(batch, method=a.method, seed=a.seed + start)
-        count = batch.mask.flatten(1).sum(1) if (unit == "token" and batch.mask is not None) else \
-            torch.full_like(nats, float(dims))
-        per_item.extend(nats.tolist())
-        per_unit.extend((nats / count / torch.log(torch.tensor(2.0))).tolist())
-    mean = sum(per_unit) / len(per_unit)
+        nats.append(model.nll(batch, method=a.method, seed=a.seed + start).cpu())
+        units.append(model.units_per_item(batch))
+    nats_t, units_t = torch.cat(nats), torch.cat(units)
+    ln2 = torch.log(torch.tensor(2.0))
+    per_unit = (nats_t / units_t / ln2).tolist()
+    per_item = nats_t.tolist()
+    mean = float(nats_t.sum() / units_t.sum() / ln2)  # total bits over total units (per-token convention)
     result = {"method": a.method, "units": f"bits/{unit}", "mean": mean, "items": len(per_unit),
               "skipped": [{"item": str(w), "reason": r} for w, r in skipped]}
     if a.json:

@@ -11,6 +11,7 @@ Loading reads only JSON and safetensors: nothing is unpickled.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,9 +157,13 @@ class DiffusionModel(nn.Module):
         was_training = net.training
         net.eval()
         try:
+            if "seed" in inspect.signature(self.modality.sample_shape).parameters:
+                cond = {"seed": seed, **cond}  # e.g. text draws lengths per seed
             shape, ctx = self.modality.sample_shape(num, **cond)
             device = next(net.parameters()).device
-            sig = self.sigmas(steps).to(device)
+            own_grid = getattr(self.modality, "sigmas", None)  # e.g. text's grid fitted to its loss
+            sig = (own_grid(net, steps or self.diffusion.steps) if own_grid is not None
+                   else self.sigmas(steps)).to(device)
             g = torch.Generator().manual_seed(int(seed))
             x = torch.randn(shape, generator=g).to(device) * sig[0]
             D = self.denoiser(net)
@@ -208,6 +213,14 @@ class DiffusionModel(nn.Module):
                                    logsnr_max=-2 * float(torch.tensor(d.sigma_min).log()), samples=elbo_samples,
                                    generator=g, cond=cond)
         raise ConfigError(f"unknown likelihood method {method!r}; choose elbo or ode")
+
+    def units_per_item(self, batch: Encoded) -> torch.Tensor:
+        """What `nll` is normalised by, [B]: the modality's own count (e.g. words + EOS for text) when it
+        defines `num_units`, else the number of diffused dimensions (nll sums over all of them)."""
+        count = getattr(self.modality, "num_units", None)
+        if count is not None:
+            return count(batch).float().cpu()
+        return torch.full((len(batch),), float(batch.x0[0].numel()))
 
     # ------------------------------------------------------------------------------------- persistence
     def config_dict(self) -> dict[str, Any]:

@@ -24,13 +24,6 @@ METHODS = ("elbo", "ode", "denoise")
 DENOISE_SIGMAS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-def _counts(model: DiffusionModel, batch: Encoded) -> torch.Tensor:
-    """Dimensions (or tokens) per item that the score is normalised by, [B]."""
-    if batch.mask is not None:
-        return batch.mask.expand_as(batch.x0).flatten(1).float().sum(1).clamp_min(1)
-    return torch.full((len(batch),), float(batch.x0[0].numel()))
-
-
 @torch.no_grad()
 def denoise_error(model: DiffusionModel, batch: Encoded, seed: int = 0,
                   sigmas: Sequence[float] = DENOISE_SIGMAS) -> torch.Tensor:
@@ -57,7 +50,7 @@ def score_batch(model: DiffusionModel, batch: Encoded, method: str = "elbo", see
     if method == "denoise":
         return denoise_error(model, batch, seed)
     nats = model.nll(batch, method=method, seed=seed).cpu()
-    return nats / (_counts(model, batch) * math.log(2))
+    return nats / (model.units_per_item(batch) * math.log(2))
 
 
 def units(model: DiffusionModel, method: str) -> str:
