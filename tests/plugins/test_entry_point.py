@@ -139,6 +139,6 @@ def test_registered_name_must_match_the_class_name():
     class Points(VectorModality):
         name = "base"  # forgotten: a saved model would record 'base' and could not be loaded
 
-    with pytest.raises(ConfigError, match="set `name = 'points'`"):
-        base.register("points", Points)
-    assert "points" not in base._REGISTRY
+    with pytest.raises(ConfigError, match="set `name = 'points_mismatch'`"):
+        base.register("points_mismatch", Points)
+    assert "points_mismatch" not in base._REGISTRY
