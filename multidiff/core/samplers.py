@@ -167,22 +167,11 @@ def sample_ddim(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, et
     return sample_euler_ancestral(denoiser, x, sigmas, eta=eta, **kw)
 
 
-@torch.no_grad()
-def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, generator=None, callback=None,
-                project=None, known=None, cond=None) -> torch.Tensor:
+def sample_ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, **kw: Any) -> torch.Tensor:
     """DDPM ancestral sampling with the exact Gaussian posterior q(x_next | x, x0_hat) on the grid:
-    mean x0 + (s_next/s)^2 (x - x0), std s_next * sqrt(1 - (s_next/s)^2). N NFE."""
-    r = _Run(denoiser, x, sigmas, generator, callback, project, known, cond)
-    s = r.s
-    x = r.renoise(x, s[0])
-    for i in r.steps():
-        ratio2 = (s[i + 1] / s[i]) ** 2
-        x0 = r.denoise(x, s[i], i)
-        x = torch.lerp(x0, x, ratio2)
-        if s[i + 1] > 0:
-            x = x + r.noise() * (s[i + 1] * math.sqrt(1 - ratio2))
-        x = r.renoise(x, s[i + 1])
-    return x
+    mean x0 + (s_next/s)^2 (x - x0), std s_next sqrt(1 - (s_next/s)^2). That is the ancestral step with
+    eta = 1 (sigma_down = s_next^2 / s, sigma_up = s_next sqrt(1 - (s_next/s)^2)), so it runs as one. N NFE."""
+    return sample_euler_ancestral(denoiser, x, sigmas, eta=1.0, **kw)
 
 
 @torch.no_grad()
