@@ -29,7 +29,8 @@ class Encoded:
           (e.g. non-padding tokens or frames); None means everything counts.
     cond: conditioning tensors with leading dim B (class labels, source tokens, ...).
     known: optional [B, ...] bool mask of positions given as context (seq2seq sources, infilling);
-           they are not noised in training and are kept by the sampler's `known` hook.
+           the sampler keeps them through its `known` hook. Modalities with their own `loss` (text) also
+           keep them clean in training (partial noising); the default denoising loss ignores `known`.
     """
 
     x0: torch.Tensor
