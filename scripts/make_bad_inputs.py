@@ -58,6 +58,18 @@ def vectors(out: Path) -> None:
     np.save(d / "object.npy", np.array([["a", "b"]]))
 
 
+def text(out: Path) -> None:
+    d = out / "text"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "empty.txt").write_bytes(b"")
+    (d / "blank_lines.txt").write_bytes(b"\n\n   \n\t\n")
+    (d / "nul_bytes.txt").write_bytes(b"the food\x00 is good\nnice place\n")
+    (d / "invalid_utf8.txt").write_bytes(b"a good line\n\xff\xfe broken bytes\nanother line\n")
+    (d / "one_megabyte_line.txt").write_text("word " * 200_000 + "\nshort line\n", encoding="utf-8")
+    (d / "international.txt").write_text("\u0645\u0637\u0639\u0645 \u062c\u064a\u062f\ncafe\u0301 au lait\n"
+                                         "the food \U0001F355 is great \U0001F600\n", encoding="utf-8")
+
+
 def configs(out: Path) -> None:
     d = out / "configs"
     d.mkdir(parents=True, exist_ok=True)
@@ -70,6 +82,7 @@ def configs(out: Path) -> None:
 
 
 # kind/name -> expected outcome when read (audio: by AudioModality.read of the folder; vectors: VectorModality.read;
+# text: TextModality.read, "skipped" = read with the line reported (bytes replaced or line truncated);
 # configs: `multidiff train` exits 2 with a one-line message)
 EXPECTED = {
     **{f"audio/{n}": "skipped" for n in ["empty.wav", "header_only.wav", "truncated.wav", "wrong_extension.wav",
@@ -78,6 +91,8 @@ EXPECTED = {
                                     "thirty_minutes.wav", "clipped.wav"]},
     "vectors/wrong_columns.csv": "skipped", "vectors/strings.csv": "skipped", "vectors/nan.csv": "skipped",
     "vectors/inf.csv": "skipped", "vectors/all_bad.csv": "error", "vectors/object.npy": "error",
+    "text/empty.txt": "error", "text/blank_lines.txt": "error", "text/nul_bytes.txt": "ok",
+    "text/invalid_utf8.txt": "skipped", "text/one_megabyte_line.txt": "skipped", "text/international.txt": "ok",
     **{f"configs/{n}": "error" for n in ["unknown_key.yaml", "wrong_type.yaml", "negative_size.yaml",
                                          "missing_data.yaml", "not_a_mapping.yaml", "bad_yaml.yaml"]},
 }
@@ -85,7 +100,7 @@ EXPECTED = {
 
 def main(out: str = "tests/data/bad") -> Path:
     root = Path(out)
-    for make in (audio, vectors, configs):
+    for make in (audio, vectors, text, configs):
         make(root)
     return root
 

@@ -51,6 +51,20 @@ def test_vector_files(corpus, name):
         assert items and skipped and all(reason for _, reason in skipped)
 
 
+@pytest.mark.parametrize("name", [k.split("/")[1] for k in bad.EXPECTED if k.startswith("text/")])
+def test_text_files(corpus, name):
+    outcome, path = bad.EXPECTED[f"text/{name}"], corpus / "text" / name
+    m = get("text")()
+    if outcome == "error":
+        with pytest.raises(DataError, match="empty"):
+            m.read(path)
+        return
+    items, reported = m.read(path)
+    assert items and (bool(reported) == (outcome == "skipped")) and all(r for _, r in reported)
+    m.prepare(items)  # the tokenizer copes with NUL, right-to-left, combining characters and emoji
+    assert m.encode(items).x0.shape[0] == len(items)
+
+
 @pytest.mark.parametrize("name", [k.split("/")[1] for k in bad.EXPECTED if k.startswith("configs/")])
 def test_bad_configs_exit_2_with_one_line(corpus, name, tmp_path, capsys):
     rc = cli(["train", str(corpus / "configs" / name), "--out", str(tmp_path / "run")])
