@@ -122,3 +122,25 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     step = checkpoint_step(out)
     assert step is not None and 4 <= step < 400
     assert not (out / ".lock").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_always_resumes_to_the_same_weights(reference, tmp_path):
+    """Many kills at random moments (inside steps and inside checkpoint writes alike), each followed by a
+    resume in a new process, end at exactly the uninterrupted run's weights."""
+    import random
+    rng = random.Random(1234)
+    for trial in range(3):
+        out = tmp_path / f"trial{trial}"
+        kills = 0
+        while kills < 4:
+            resume = has_checkpoint(out)
+            proc = _spawn(out, "--delay", "0.03", *(["--resume"] if resume else []))
+            time.sleep(rng.uniform(0.3, 1.5))  # start-up takes ~0.5 s; then each step ~0.03 s
+            if proc.poll() is not None:  # finished before the kill
+                break
+            _kill(proc)
+            kills += 1
+        recover(out)
+        _run_in_process(out, resume=has_checkpoint(out))
+        _assert_same_run(reference, out)
