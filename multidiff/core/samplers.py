@@ -155,7 +155,7 @@ def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
         x0 = r.denoise(x, s[i], i)
         x = torch.lerp(x0, x, down / s[i])
         if up > 0:
-            x = x + r.noise() * (s_noise * up)
+            x.add_(r.noise(), alpha=s_noise * up)  # in place on lerp's fresh output
         x = r.renoise(x, s[i + 1])
     return x
 
@@ -241,11 +241,12 @@ def sample_dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tenso
             eta_h = eta * h
             c_x = s[i + 1] / s[i] * math.exp(-eta_h)
             c_d = -math.expm1(-h - eta_h)
-            x = x * c_x + x0 * c_d
+            x = torch.add(x0 * c_d, x, alpha=c_x)  # fresh tensor: the corrections below go in place
             if x0_prev is not None:
-                x = x + (x0 - x0_prev) * (0.5 * c_d * h / h_last)
+                k = 0.5 * c_d * h / h_last
+                x.add_(x0, alpha=k).sub_(x0_prev, alpha=k)
             if eta > 0:
-                x = x + r.noise() * (s[i + 1] * math.sqrt(-math.expm1(-2 * eta_h)) * s_noise)
+                x.add_(r.noise(), alpha=s[i + 1] * math.sqrt(-math.expm1(-2 * eta_h)) * s_noise)
             h_last = h
         x = r.renoise(x, s[i + 1])
         x0_prev = x0
