@@ -137,3 +137,23 @@ def separation(normal: Sequence[float], anomalous: Sequence[float]) -> dict[str,
     """AUROC, AUPRC and TPR at 1% FPR (anomalies are the positive class)."""
     return {"auroc": auroc(normal, anomalous), "auprc": auprc(normal, anomalous),
             "tpr_at_1pct_fpr": tpr_at_fpr(normal, anomalous, 0.01)}
+
+
+def plot_roc(curves: dict[str, tuple[list[float], list[float]]], path, title: str = "") -> None:
+    """Write ROC curves {label: (fpr, tpr)} to a PNG at `path` (labels should carry their AUROC)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for label, (f, t) in curves.items():
+        ax.plot(f, t, label=label)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(), "score_seeds": seeds, "methods": results,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    _plot(curves, results, out / "roc.png", "audio")
+    scoring.plot_roc({f"{m} (AUROC {results[m]['auroc']:.3f})": c for m, c in curves.items()}, out / "roc.png",
+                     "audio: held-out normal vs all anomalies")
     (out / "report.md").write_text(report(metrics))
     best = max(results, key=lambda m: results[m]["auroc"])
     print(f"anomaly (audio): best AUROC {results[best]['auroc']:.3f} with {best}; report: {out / 'report.md'}")
@@ -197,22 +198,6 @@ def report(m: dict) -> str:
     lines += ["", "![ROC](roc.png)", ""]
     return "\n".join(lines)
 
-
-def _plot(curves, results, path, what):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4, 4))
-    for m, (f, t) in curves.items():
-        ax.plot(f, t, label=f"{m} (AUROC {results[m]['auroc']:.3f})")
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title(f"{what}: held-out normal vs all anomalies", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -159,8 +159,10 @@ def main(argv=None) -> dict:
         "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(), "methods": {"elbo": result},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    _plot(scoring.roc_curve(s_norm, s_anom), {k: scoring.roc_curve(s_norm, v) for k, v in s_types.items()},
-          result, out / "roc.png")
+    scoring.plot_roc({f"all (AUROC {result['auroc']:.3f})": scoring.roc_curve(s_norm, s_anom),
+                      **{f"{k} ({result['per_type'][k]['auroc']:.3f})": scoring.roc_curve(s_norm, v)
+                         for k, v in s_types.items()}},
+                     out / "roc.png", "text: held-out normal vs anomalies (elbo)")
     (out / "report.md").write_text(report(metrics))
     log(f"elbo: AUROC {result['auroc']:.3f}; per type "
         + ", ".join(f"{k} {v['auroc']:.3f}" for k, v in result["per_type"].items()))
@@ -187,23 +189,6 @@ def report(m: dict) -> str:
               "Examples of the anomalies: `anomalies.txt`. ![ROC](roc.png)", ""]
     return "\n".join(lines)
 
-
-def _plot(all_curve, curves, result, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.plot(*all_curve, "k", label=f"all (AUROC {result['auroc']:.3f})")
-    for k, (f, t) in curves.items():
-        ax.plot(f, t, label=f"{k} ({result['per_type'][k]['auroc']:.3f})", lw=1)
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("text: held-out normal vs anomalies (elbo)", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

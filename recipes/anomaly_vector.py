@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     metrics = {"train_items": len(train), "test_normal": len(test), "test_anomalous": len(anomalous),
                "train_steps": train_metrics["step"], "train_seconds": round(train_s, 1), "methods": results}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    _plot(curves, results, out / "roc.png")
+    scoring.plot_roc({f"{m} (AUROC {results[m]['auroc']:.3f})": c for m, c in curves.items()}, out / "roc.png")
     lines = ["# Anomaly detection on vectors", "", f"Trained {train_metrics['step']} steps on {len(train)} normal rows "
              f"({train_s:.0f} s); scored {len(test)} held-out normal rows and {len(anomalous)} anomalies.", "",
              "| method | AUROC | AUPRC | TPR @ 1% FPR | items/s |", "|---|---|---|---|---|"]
@@ -97,21 +97,6 @@ def main(argv=None) -> int:
     print(f"anomaly (vector): best AUROC {results[best]['auroc']:.3f} with {best}; report: {out / 'report.md'}")
     return 0
 
-
-def _plot(curves, results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4, 4))
-    for m, (f, t) in curves.items():
-        ax.plot(f, t, label=f"{m} (AUROC {results[m]['auroc']:.3f})")
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "report.md").write_text(report(metrics))
     print(report(metrics))
+    print(f"audio (class-conditional): judge accuracy on generations {metrics['judge_acc_generated']:.0%} "
+          f"(real held-out speaker {metrics['judge_acc_held_out_real']:.0%}), FD / real-vs-real floor "
+          f"{metrics['fd_ratio_to_floor']:.2f}; report: {out / 'report.md'}")
     return metrics
 
 

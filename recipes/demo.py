@@ -19,9 +19,9 @@ HERE = Path(__file__).resolve().parent
 # (name, recipe script, arguments): CPU-sized so that the whole demo stays under 10 minutes on 2 cores
 PARTS = [
     ("text", "text_unconditional.py", ["--config", str(HERE / "configs" / "text_demo.yaml"),
-                                       "--max-steps", "300", "--quiet"]),
+                                       "--max-steps", "500", "--quiet"]),
     ("audio", "audio_spoken_digits.py", ["--config", str(HERE / "configs" / "audio_demo.yaml"),
-                                         "--max-steps", "300"]),
+                                         "--max-steps", "600"]),
     ("anomaly", "anomaly_vector.py", ["--max-steps", "400", "--methods", "ode,denoise"]),
 ]
 
