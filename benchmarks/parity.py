@@ -125,6 +125,16 @@ def _batch(values, B: int) -> list[torch.Tensor]:
     return [torch.full((B,), float(v)) for v in values]
 
 
+def _vp_grid(sch, z: torch.Tensor):
+    """A VP scheduler's timesteps as our VE grid: (grid ending in 0, 1/sqrt(abar) per step, sigma batches,
+    starting noise z / sqrt(abar_0))."""
+    abar = sch.alphas_cumprod[sch.timesteps].double()
+    sig = ((1 - abar) / abar).sqrt()
+    grid = torch.cat([sig, torch.zeros(1, dtype=torch.float64)]).float()
+    up, sb = (1 / abar.sqrt()).tolist(), _batch(sig.tolist(), z.shape[0])
+    return grid, up, sb, z * float(up[0])
+
+
 # Each builder: (D, z, steps, seed) -> (ours, peer), two closures returning the final sample in VE coordinates
 # from the same standard-normal z. The peer's per-step constants are computed here, outside the timed closure.
 def df_ddim(spacing: str, eta: float):
@@ -133,11 +143,7 @@ def df_ddim(spacing: str, eta: float):
         sch = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=True, timestep_spacing=spacing,
                             prediction_type="sample")
         sch.set_timesteps(n)
-        abar = sch.alphas_cumprod[sch.timesteps].double()
-        sig = ((1 - abar) / abar).sqrt()
-        grid = torch.cat([sig, torch.zeros(1, dtype=torch.float64)]).float()
-        up, sb = (1 / abar.sqrt()).tolist(), _batch(sig.tolist(), z.shape[0])
-        start = z * float(up[0])
+        grid, up, sb, start = _vp_grid(sch, z)
         g1, g2 = torch.Generator(), torch.Generator()
 
         def ours():
@@ -160,11 +166,7 @@ def df_ddpm(D, z, n, seed):
     from diffusers import DDPMScheduler
     sch = DDPMScheduler(**SD_BETAS, clip_sample=False, prediction_type="sample", variance_type="fixed_small")
     sch.set_timesteps(n)
-    abar = sch.alphas_cumprod[sch.timesteps].double()
-    sig = ((1 - abar) / abar).sqrt()
-    grid = torch.cat([sig, torch.zeros(1, dtype=torch.float64)]).float()
-    up, sb = (1 / abar.sqrt()).tolist(), _batch(sig.tolist(), z.shape[0])
-    start = z * float(up[0])
+    grid, up, sb, start = _vp_grid(sch, z)
     g1, g2 = torch.Generator(), torch.Generator()
 
     def ours():

@@ -37,22 +37,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multidiff import scoring  # noqa: E402
-from multidiff.config import from_dict, load_yaml  # noqa: E402
+from multidiff.config import from_dict  # noqa: E402
 from multidiff.model import DiffusionConfig, DiffusionModel, build_modality  # noqa: E402
 from multidiff.modalities.text import corpus  # noqa: E402
 from multidiff.modalities.text.anomalies import other_domain, word_shuffled  # noqa: E402
 from multidiff.train.trainer import TrainConfig, Trainer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from text_unconditional import load_config as load_text_config  # noqa: E402
 EVAL_DEFAULTS = {"per_type": 200, "repeats": 8, "batch_size": 128}
 
 
 def load_config(path: str | None) -> dict:
-    """recipes/configs/text.yaml merged with `path` section by section, key by key."""
-    cfg = load_yaml(HERE / "configs" / "text.yaml")
-    for section, values in (load_yaml(path) if path else {}).items():
-        cfg[section] = {**cfg[section], **values} if isinstance(values, dict) and isinstance(
-            cfg.get(section), dict) else values
+    """recipes/configs/text.yaml merged with `path` (as the text recipes do), eval settings of this recipe."""
+    cfg = load_text_config(path)
     cfg["eval"] = {**EVAL_DEFAULTS, **{k: v for k, v in cfg.get("eval", {}).items() if k in EVAL_DEFAULTS}}
     return cfg
 

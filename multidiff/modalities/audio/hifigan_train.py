@@ -68,13 +68,19 @@ class DiscriminatorP(nn.Module):
             x = F.pad(x, (0, n_pad), "reflect")
             t += n_pad
         x = x.view(b, c, t // self.period, self.period)
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
+        return _conv_stack(self.convs, self.conv_post, x)
+
+
+def _conv_stack(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv layers then the output conv: (flattened scores [B, N], feature maps of every layer)."""
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
         fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+    x = conv_post(x)
+    fmap.append(x)
+    return torch.flatten(x, 1, -1), fmap
 
 
 class DiscriminatorS(nn.Module):
@@ -93,13 +99,7 @@ class DiscriminatorS(nn.Module):
         self.conv_post = norm(nn.Conv1d(w(1024), 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(self.convs, self.conv_post, x)
 
 
 class _Multi(nn.Module):
