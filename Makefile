@@ -8,10 +8,10 @@ STAMP   = $(VENV)/.installed
 
 venv: $(STAMP)
 
+# --no-compile: skipping the .pyc pass over torch saves minutes; Python compiles what it imports.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-compile -e ".[dev]"
 	touch $(STAMP)
 
 test: $(STAMP)

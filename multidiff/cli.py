@@ -141,12 +141,12 @@ def _cmd_score(a: argparse.Namespace) -> int:
     import csv
 
     from . import scoring
+    from .modalities.base import item_names
     from .run import load
 
     model = load(a.run_dir)
     items, skipped = model.modality.read(a.data)
-    names = [getattr(it, "path", None) or (it.get("path") if isinstance(it, dict) else None) or f"item {i}"
-             for i, it in enumerate(items)]
+    names = item_names(items)
     scores = scoring.score_items(model, items, a.method, a.seed, a.batch_size, progress=sys.stderr.isatty())
     threshold = None
     if a.calibrate:

@@ -99,13 +99,18 @@ def _average_ranks(v: torch.Tensor) -> torch.Tensor:
 
 
 def auprc(normal: Sequence[float], anomalous: Sequence[float]) -> float:
-    """Average precision with anomalies as the positive class."""
+    """Average precision with anomalies as the positive class: sum over distinct score thresholds of
+    (recall gain) x (precision), so tied scores form one threshold (as scikit-learn's average_precision_score)."""
     scores = torch.tensor(list(normal) + list(anomalous), dtype=torch.float64)
     labels = torch.tensor([0] * len(normal) + [1] * len(anomalous), dtype=torch.float64)
     order = torch.argsort(scores, descending=True, stable=True)
-    hits = labels[order]
-    precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1)
-    return float((precision * hits).sum() / hits.sum())
+    scores, hits = scores[order], labels[order]
+    last_of_group = torch.ones_like(scores, dtype=torch.bool)
+    last_of_group[:-1] = scores[1:] != scores[:-1]
+    tp = hits.cumsum(0)[last_of_group]
+    precision = tp / (torch.arange(1, len(hits) + 1, dtype=torch.float64)[last_of_group])
+    recall_gain = torch.diff(tp, prepend=tp.new_zeros(1)) / hits.sum()
+    return float((precision * recall_gain).sum())
 
 
 def threshold_at_fpr(normal: Sequence[float], fpr: float) -> float:

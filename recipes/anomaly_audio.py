@@ -14,7 +14,15 @@ Anomalies: `--anomalous` (a folder; its sub-folders, if any, name the anomaly ty
 (`eval.per_type` each) and time-reversed held-out normal clips (`reversed`). Every file goes through the
 same reader (resampling, peak level, centre pad/crop to `clip_seconds`) as the training data.
 
-Writes OUT/model/, OUT/metrics.json (per method: AUROC, AUPRC, TPR at 1% FPR over all anomalies and per
+With `--model RUN` no model is trained: RUN's saved model (for example the class-conditional digits model of
+`recipes/audio_spoken_digits.py`, trained on four FSDD speakers) scores the clips of the speaker it never
+heard (`--test-speaker`, default RUN/metrics.json's `held_out_speaker`) as the normal class. A conditional
+model scores every item with the null label (the classifier-free-guidance unconditional model), so the
+score is of p(clip) for normal clips and anomalies alike:
+
+    python recipes/anomaly_audio.py --normal ../shared/data/fsdd/recordings --model runs/fsdd --out runs/anomaly_fsdd
+
+Writes OUT/model/ (when it trains), OUT/metrics.json (per method: AUROC, AUPRC, TPR at 1% FPR over all anomalies and per
 anomaly type, items/s), OUT/report.md and OUT/roc.png. Config sections: modality_options, net,
 diffusion, train, eval (holdout, per_type, reversed, synthetic_per_speaker, batch_size, seeds).
 """
@@ -66,6 +74,14 @@ def anomaly_type(path: str, root: Path, generated: bool) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else "given"
 
 
+def held_out_speaker(run: Path) -> str:
+    """The speaker a recipe run held out (RUN/metrics.json), for `--model`."""
+    try:
+        return json.loads((run / "metrics.json").read_text())["held_out_speaker"]
+    except (OSError, ValueError, KeyError):
+        raise SystemExit(f"{run}/metrics.json names no held-out speaker; pass --test-speaker") from None
+
+
 def score(model, items, method: str, seed: int, seeds: int, batch_size: int) -> list[float]:
     """Scores averaged over `seeds` independent seeds (seed, seed + 1000, ...)."""
     runs = [scoring.score_items(model, items, method, seed=seed + 1000 * r, batch_size=batch_size)
@@ -83,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--config", help="YAML with sections modality_options, net, diffusion, train, eval")
     ap.add_argument("--set", action="append", default=[], help="override, e.g. --set eval.per_type=20")
     ap.add_argument("--methods", default="denoise,elbo", help="comma-separated: elbo, ode, denoise")
+    ap.add_argument("--model", help="score with this trained run/model folder instead of training one")
+    ap.add_argument("--test-speaker", help="with --model: the held-out speaker whose clips are the normal class")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
@@ -94,17 +112,29 @@ def main(argv: list[str] | None = None) -> dict:
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
 
-    # --- normal data: random held-out split --------------------------------------------------------
+    # --- normal data: random held-out split, or the speaker a given model never heard ----------------
     data = Path(a.normal) if a.normal else out / "data"
-    if not a.normal and not any(data.glob("*.wav")):
-        make_synthetic_set(data, per_speaker=int(ev["synthetic_per_speaker"]), seed=a.seed)
-    modality = build_modality("audio", cfg["modality_options"])
-    items, skipped = modality.read(data)
-    perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(a.seed)).tolist()
-    n_test = max(2, int(round(float(ev["holdout"]) * len(items))))
-    test_items = [items[i] for i in perm[:n_test]]
-    train_items = [items[i] for i in perm[n_test:]]
-    modality.prepare(train_items)
+    if a.model:
+        if not a.normal:
+            raise SystemExit("--model needs --normal: the folder the model's training clips came from")
+        model = DiffusionModel.from_pretrained(a.model).eval()
+        modality = model.modality
+        items, skipped = modality.read(data)
+        speaker = a.test_speaker or held_out_speaker(Path(a.model))
+        test_items = [{**it, "label": None} for it in items if it["speaker"] == speaker]
+        train_items = [it for it in items if it["speaker"] != speaker]
+        if not test_items:
+            raise SystemExit(f"no clips of speaker {speaker!r} in {data}; pass --test-speaker")
+    else:
+        if not a.normal and not any(data.glob("*.wav")):
+            make_synthetic_set(data, per_speaker=int(ev["synthetic_per_speaker"]), seed=a.seed)
+        modality = build_modality("audio", cfg["modality_options"])
+        items, skipped = modality.read(data)
+        perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(a.seed)).tolist()
+        n_test = max(2, int(round(float(ev["holdout"]) * len(items))))
+        test_items = [items[i] for i in perm[:n_test]]
+        train_items = [items[i] for i in perm[n_test:]]
+        modality.prepare(train_items)
 
     # --- anomalies ---------------------------------------------------------------------------------
     if a.anomalous:
@@ -116,24 +146,30 @@ def main(argv: list[str] | None = None) -> dict:
             write_audio(anom_root / f"reversed_{i}.wav", torch.from_numpy(time_reversed(it["wave"])),
                         modality.preset.sample_rate)
     anom_items, anom_skipped = modality.read(anom_root)
+    anom_items = [{**it, "label": None} for it in anom_items]  # scored like the normal clips: p(clip)
     types = [anomaly_type(it["path"], anom_root, generated) for it in anom_items]
     kinds = sorted(set(types), key=lambda k: (list(MAKERS) + ["reversed"]).index(k)
                    if k in list(MAKERS) + ["reversed"] else 99)
     log(f"{len(train_items)} training clips, {len(test_items)} held-out normal, {len(anom_items)} anomalies "
         f"({', '.join(f'{k} {types.count(k)}' for k in kinds)}); {len(skipped) + len(anom_skipped)} files skipped")
 
-    # --- train (unconditional) ---------------------------------------------------------------------
-    model = DiffusionModel(modality, cfg["net"], from_dict(DiffusionConfig, cfg["diffusion"], "diffusion"))
+    # --- train (unconditional), unless --model gave a trained one --------------------------------------
+    if a.model:
+        trained = Path(a.model) / "metrics.json"
+        prior = json.loads(trained.read_text()) if trained.is_file() else {}
+        train_metrics, train_seconds = {"step": prior.get("train_steps"), "loss": prior.get("train_loss")}, 0.0
+    else:
+        model = DiffusionModel(modality, cfg["net"], from_dict(DiffusionConfig, cfg["diffusion"], "diffusion"))
+        tcfg = from_dict(TrainConfig, {**cfg["train"], "max_steps": a.max_steps, "seed": a.seed,
+                                       "quiet": a.quiet or not sys.stderr.isatty()}, "train")
+        t0 = time.time()
+        trainer = Trainer(model, modality.encode(train_items), tcfg, out)
+        train_metrics = trainer.train()
+        train_seconds = time.time() - t0
+        if trainer.ema is not None:
+            trainer.ema.copy_to(model)
+        model.eval()
     n_params = sum(p.numel() for p in model.net.parameters())
-    tcfg = from_dict(TrainConfig, {**cfg["train"], "max_steps": a.max_steps, "seed": a.seed,
-                                   "quiet": a.quiet or not sys.stderr.isatty()}, "train")
-    t0 = time.time()
-    trainer = Trainer(model, modality.encode(train_items), tcfg, out)
-    train_metrics = trainer.train()
-    train_seconds = time.time() - t0
-    if trainer.ema is not None:
-        trainer.ema.copy_to(model)
-    model.eval()
 
     # --- score -------------------------------------------------------------------------------------
     results, curves = {}, {}
@@ -156,7 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     metrics = {
         "normal_data": str(data) if a.normal else f"synthetic notes ({data})", "anomalies": str(anom_root),
-        "anomalies_generated": generated, "conditioning": "unconditional",
+        "anomalies_generated": generated, "model": a.model or str(out / "model"),
+        "conditioning": ("null label of a class-conditional model" if modality.labels else "unconditional"),
+        "normal_split": f"speaker {speaker!r}" if a.model else f"random {ev['holdout']} of the clips",
         "train_clips": len(train_items), "test_normal": len(test_items), "test_anomalous": len(anom_items),
         "anomaly_counts": {k: types.count(k) for k in kinds}, "skipped": skipped + anom_skipped,
         "preset": modality.preset.to_dict(), "net_params": n_params, "train_steps": train_metrics["step"],
@@ -175,9 +213,9 @@ def main(argv: list[str] | None = None) -> dict:
 def report(m: dict) -> str:
     kinds = list(m["anomaly_counts"])
     lines = ["# Anomaly detection on audio", "",
-             f"Normal data: {m['normal_data']}. An unconditional mel diffusion model (U-Net, "
-             f"{m['net_params'] / 1e6:.2f}M parameters) trained {m['train_steps']} steps on {m['train_clips']} clips "
-             f"({m['train_seconds']:.0f} s, {m['threads']} threads); scored {m['test_normal']} held-out normal clips "
+             f"Normal data: {m['normal_data']}. A mel diffusion model (U-Net, {m['net_params'] / 1e6:.2f}M "
+             f"parameters, `{m['model']}`, scored with its {m['conditioning']}) trained {m['train_steps']} steps on "
+             f"{m['train_clips']} clips; scored {m['test_normal']} held-out normal clips ({m['normal_split']}) "
              f"and {m['test_anomalous']} anomalies ({', '.join(f'{k}: {n}' for k, n in m['anomaly_counts'].items())}"
              f"){'; made by multidiff.modalities.audio.anomalies' if m['anomalies_generated'] else ''}.", "",
              "| method | units | AUROC | AUPRC | TPR @ 1% FPR | items/s |", "|---|---|---|---|---|---|"]

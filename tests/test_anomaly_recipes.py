@@ -76,6 +76,13 @@ def test_anomaly_audio_recipe_end_to_end(tmp_path):
                                        "--config", str(cfg), "--methods", "denoise", "--quiet"])
     assert m2["anomaly_counts"] == {"beeps": 2} and not m2["anomalies_generated"]
 
+    # an already trained model scores a speaker's clips as the normal class; nothing is trained
+    m3 = recipe("anomaly_audio").main(["--out", str(tmp_path / "run3"), "--normal", str(out / "data"),
+                                       "--model", str(out), "--test-speaker", "bell", "--config", str(cfg),
+                                       "--methods", "denoise", "--quiet"])
+    assert m3["test_normal"] == 10 and m3["normal_split"] == "speaker 'bell'" and m3["train_steps"] == 8
+    assert m3["model"] == str(out) and not (tmp_path / "run3" / "model").exists()
+
 
 @pytest.mark.slow
 def test_anomaly_text_recipe_end_to_end(tmp_path):

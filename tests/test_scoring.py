@@ -147,9 +147,6 @@ def test_auprc_by_hand():
     assert scoring.auprc([0.8, 0.9], [0.1, 0.2]) == pytest.approx((1 / 3 + 2 / 4) / 2)
 
 
-@pytest.mark.xfail(strict=True, reason="scoring.auprc puts tied scores in input order (normals first), so a tie "
-                                       "group with several anomalies is scored below the standard average "
-                                       "precision (one threshold per distinct score): 0.806 instead of 5/6")
 def test_auprc_treats_a_tie_group_as_one_threshold():
     # 0.9 (a) | 0.5 (n, a, a) | 0.1 (n): thresholds 0.9: P 1, R 1/3; 0.5: P 3/4, R 1 -> 1/3 + 2/3 * 3/4
     assert scoring.auprc([0.5, 0.1], [0.5, 0.5, 0.9]) == pytest.approx(5 / 6)
@@ -239,6 +236,7 @@ def test_cli_score_lists_unreadable_rows_and_scores_the_rest(vector_run, capsys)
                for r in scored)
     assert bad == {"line 3": "has a non-numeric cell", "line 4": "has 2 columns, expected 3",
                    "line 6": "contains NaN or Inf"}
+    assert [r["item"] for r in scored] == ["line 2", "line 5", "line 7"]  # rows named as they are in the file
     # the far-away row (4, 5, 6) is the most anomalous and is flagged
     assert max(scored, key=lambda r: float(r["score"]))["anomalous"] == "1"
     th = json.loads((d / "scores.threshold.json").read_text())
@@ -254,3 +252,13 @@ def test_cli_score_is_deterministic(vector_run):
                      "--method", "elbo", "--seed", "7"]) == 0
         outs.append((d / f"s{i}.csv").read_text())
     assert outs[0] == outs[1] and outs[0].count("\n") == 51
+
+
+def test_auprc_matches_scikit_learn_with_many_ties():
+    metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is in the dev extra")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        normal = rng.integers(0, 6, size=int(rng.integers(1, 30))).tolist()      # few distinct values: ties
+        anomalous = rng.integers(2, 9, size=int(rng.integers(1, 30))).tolist()
+        ref = metrics.average_precision_score([0] * len(normal) + [1] * len(anomalous), normal + anomalous)
+        assert scoring.auprc(normal, anomalous) == pytest.approx(ref, abs=1e-12)

@@ -20,6 +20,25 @@ from torch import nn
 from ..errors import ConfigError
 
 
+class NamedItems(list):
+    """The items `Modality.read` returns, with one identifier per item in `names` (e.g. ``data.csv:7``), so
+    per-item outputs (scores) can point at the row or file a user wrote."""
+
+    def __init__(self, items: Sequence[Any], names: Sequence[str]):
+        super().__init__(items)
+        if len(names) != len(self):
+            raise ValueError(f"{len(names)} names for {len(self)} items")
+        self.names = list(names)
+
+
+def item_names(items: Sequence[Any]) -> list[str]:
+    """Identifiers of read items: `NamedItems.names`, an item's `path`, else ``item i`` (0-based)."""
+    if isinstance(items, NamedItems):
+        return items.names
+    path = lambda it: getattr(it, "path", None) or (it.get("path") if isinstance(it, dict) else None)  # noqa: E731
+    return [str(path(it) or f"item {i}") for i, it in enumerate(items)]
+
+
 @dataclass
 class Encoded:
     """A batch in the core's space.

@@ -55,3 +55,12 @@ def test_loading_refuses_mismatches(tmp_path):
     (tmp_path / "m" / "modality" / "meta.json").unlink()
     with pytest.raises(CheckpointError, match="meta.json is missing"):
         DiffusionModel.from_pretrained(tmp_path / "m")
+
+
+def test_read_names_items_by_line_and_row(tmp_path):
+    (tmp_path / "v.csv").write_text("a,b\n1,2\n\n3,x\n5,6\n")
+    items, _ = get("vector")().read(tmp_path / "v.csv")
+    assert items.names == ["line 2", "line 5"]
+    np.save(tmp_path / "v.npy", np.array([[1.0, 2.0], [np.nan, 0.0], [3.0, 4.0]], dtype=np.float32))
+    items, skipped = get("vector")().read(tmp_path / "v.npy")
+    assert items.names == ["row 0", "row 2"] and skipped == [("row 1", "contains NaN or Inf")]

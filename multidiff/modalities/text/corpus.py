@@ -32,11 +32,14 @@ class ReadStats:
     truncated_chars: int = 0
     truncated_lines: list[int] = field(default_factory=list)
     malformed_mr: int = 0
+    no_sentence_lines: list[int] = field(default_factory=list)
+    kept_lines: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"lines": self.lines, "kept": self.kept, "empty_skipped": self.empty_skipped,
                 "bad_utf8_replaced": self.bad_utf8, "bad_utf8_lines": self.bad_utf8_lines[:100],
-                "truncated_chars": self.truncated_chars, "malformed_mr": self.malformed_mr}
+                "truncated_chars": self.truncated_chars, "malformed_mr": self.malformed_mr,
+                "no_sentence": len(self.no_sentence_lines)}
 
 
 @dataclass
@@ -86,6 +89,7 @@ def read_lines(path: str | Path, *, max_chars: int = 2000, on_bad_utf8: str = "r
             st.truncated_chars += 1
             st.truncated_lines.append(n)
         out.append(line)
+        st.kept_lines.append(n)
     st.kept = len(out)
     if not out:
         raise DataError(f"text file {p} has no non-empty line ({st.empty_skipped} empty lines skipped)")
@@ -127,10 +131,20 @@ def parse_examples(lines: Sequence[str], stats: ReadStats | None = None) -> list
 
 
 def read_corpus(path: str | Path, **kw) -> tuple[list[Example], ReadStats]:
-    """`read_lines` then `parse_examples`; returns (examples, stats)."""
+    """`read_lines` then `parse_examples`; returns (examples, stats). `stats.kept_lines` becomes the 1-based
+    line number of each example; ``MR||`` lines with an empty sentence go to `stats.no_sentence_lines`."""
     st = ReadStats()
-    ex = parse_examples(read_lines(path, stats=st, **kw), st)
-    return ex, st
+    examples, kept = [], []
+    lines = read_lines(path, stats=st, **kw)
+    for n, line in zip(st.kept_lines, lines):
+        ex = parse_examples([line], st)
+        if ex:
+            examples.append(ex[0])
+            kept.append(n)
+        else:
+            st.no_sentence_lines.append(n)
+    st.kept_lines, st.kept = kept, len(kept)
+    return examples, st
 
 
 def split_by_mr(examples: Sequence[Example], test_fraction: float = 0.1,

@@ -25,7 +25,7 @@ from torch import nn
 
 from ...core.draws import Draws
 from ...errors import ConfigError, DataError, MismatchError
-from ..base import Encoded, Modality
+from ..base import Encoded, Modality, NamedItems
 from . import objectives as obj
 from .corpus import Example, ReadStats, parse_examples, read_corpus
 from .network import TextDenoiserNet, build_net
@@ -181,7 +181,8 @@ class TextModality(Modality):
         skipped += [(f"{path}:{n}", "invalid UTF-8 replaced with U+FFFD") for n in st.bad_utf8_lines]
         skipped += [(f"{path}:{n}", f"longer than {self.config.max_chars} characters, truncated")
                     for n in st.truncated_lines]
-        return items, skipped
+        skipped += [(f"{path}:{n}", "meaning representation without a sentence") for n in st.no_sentence_lines]
+        return NamedItems(items, [f"{path}:{n}" for n in st.kept_lines]), skipped
 
     def _examples(self, items: Sequence[Any]) -> list[Example]:
         out = []

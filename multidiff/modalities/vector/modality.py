@@ -14,7 +14,7 @@ from torch import nn
 
 from ...errors import DataError
 from ...nn.embeddings import SinusoidalEmbedding
-from ..base import Encoded, Modality
+from ..base import Encoded, Modality, NamedItems
 
 
 @dataclass
@@ -52,7 +52,7 @@ class VectorModality(Modality):
             rows = list(_csv_rows(p))
         else:
             raise DataError(f"{p}: unsupported file type {p.suffix!r}; use .npy or .csv")
-        items, skipped = [], []
+        items, names, skipped = [], [], []
         width = self.mean.numel() if self.mean is not None else _common_width([r for _, r in rows])
         for where, r in rows:
             if isinstance(r, str):
@@ -63,10 +63,11 @@ class VectorModality(Modality):
                 skipped.append((where, "contains NaN or Inf"))
             else:
                 items.append(r)
+                names.append(where)
         if not items:
             reason = f" (first problem: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
             raise DataError(f"{p} holds no usable vectors{reason}")
-        return items, skipped
+        return NamedItems(items, names), skipped
 
     def prepare(self, items: Sequence[np.ndarray]) -> None:
         x = torch.as_tensor(np.stack(items), dtype=torch.float32)

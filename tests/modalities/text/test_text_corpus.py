@@ -32,8 +32,17 @@ def test_empty_lines_bad_utf8_long_lines(tmp_path):
     m = TextModality(max_chars=20)
     items, skipped = m.read(p)
     assert len(items) == 4 and len(skipped) == 4
+    assert items.names == [f"{p}:{n}" for n in (1, 4, 5, 6)]  # items keep their line numbers
     rep = m.report()
     assert rep["empty_skipped"] == 2 and rep["bad_utf8_replaced"] == 1 and rep["truncated_chars"] == 1
+
+
+def test_mr_without_sentence_is_skipped_and_counted(tmp_path):
+    p = tmp_path / "e2e.txt"
+    p.write_text("name : A||A serves food.\nname : B||  \nname : C||C is cheap.\n")
+    items, skipped = TextModality().read(p)
+    assert [e.text for e in items] == ["A serves food.", "C is cheap."] and items.names == [f"{p}:1", f"{p}:3"]
+    assert skipped == [(f"{p}:2", "meaning representation without a sentence")]
 
 
 def test_unk_and_token_truncation_in_report():

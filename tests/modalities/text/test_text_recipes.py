@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from multidiff.modalities.text import synthetic_corpus
+
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
 
@@ -41,6 +43,21 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
     out2 = tmp_path / "u2"                                    # reuse the AR model as the judge
     assert _load("text_unconditional").main(["--out", str(out2), "--max-steps", "2", "--config", str(tiny),
                                              "--judge", str(ar / "model"), "--quiet"]) == 0
+
+    # quality vs NFE on the trained run (benchmarks/quality_vs_nfe_trained.py): settings and seeds as asked
+    spec = importlib.util.spec_from_file_location("_qnfe", RECIPES.parent / "benchmarks" / "quality_vs_nfe_trained.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = tmp_path / "corpus.txt"
+    data.write_text("\n".join(synthetic_corpus(seed=0)))
+    for i in (1, 2):
+        assert bench.main(["text", "--run", str(out), "--data", str(data), "--n", "6", "--methods", "euler,heun",
+                           "--budgets", "4", "--extra", "ddpm:4", "--threads", "1",
+                           "--json", str(tmp_path / f"q{i}.json")]) == 0
+    q1, q2 = (json.loads((tmp_path / f"q{i}.json").read_text()) for i in (1, 2))
+    assert [(r["method"], r["nfe"], r["steps"]) for r in q1["rows"]] == [("euler", 4, 4), ("heun", 4, 2), ("ddpm", 4, 4)]
+    assert [r["judge_ppl"] for r in q1["rows"]] == [r["judge_ppl"] for r in q2["rows"]]  # same seeds, same samples
+    assert all(r["judge_ppl"] > 1 and r["distinct_2_ratio"] > 0 for r in q1["rows"])
 
 
 @pytest.mark.slow
