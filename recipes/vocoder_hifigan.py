@@ -6,8 +6,9 @@
 
 Random `segment_size` crops, MPD + MSD discriminators, LSGAN + feature matching x2 + mel L1 x45, AdamW
 (0.8, 0.99) with learning-rate decay 0.999 per epoch (multidiff/modalities/audio/hifigan_train.py).
-Writes OUT/g_XXXXXXXX + OUT/config.json (HiFi-GAN's layout: `HiFiGANVocoder.from_checkpoint(OUT/g_...)`),
-OUT/log.jsonl, OUT/metrics.json and OUT/report.md: log-spectral distance (dB) and mel L1 of HiFi-GAN and
+Writes OUT/g_XXXXXXXX + OUT/config.json (HiFi-GAN's layout: `HiFiGANVocoder.from_checkpoint(OUT/g_...)`)
+and OUT/do_XXXXXXXX (discriminators, optimisers, data order) every `checkpoint_every` steps, at the end and on
+SIGTERM/SIGINT; `--resume` continues from them (same result as an uninterrupted run). Also OUT/log.jsonl, OUT/metrics.json and OUT/report.md: log-spectral distance (dB) and mel L1 of HiFi-GAN and
 Griffin-Lim on the same held-out clips, real-time factor on one CPU thread, and with --judge the judge's
 accuracy on the held-out mels before and after vocoding.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", help="start from this generator file (config.json beside it), e.g. to fine-tune; "
                     "with --max-steps 0 only evaluates it")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT's last g_/do_ checkpoint pair")
     ap.add_argument("--judge", help="a judge folder (recipes/audio_judge.py) to score vocoded held-out clips")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for training (default 1: on a shared "
@@ -105,7 +108,13 @@ def main(argv: list[str] | None = None) -> dict:
           f"({len(test_items)})", flush=True)
 
     # --- model and training ----------------------------------------------------------------------
-    if args.init:
+    resume_from = latest_state(out) if args.resume else None
+    if args.resume and resume_from is None:
+        raise ConfigError(f"{out} holds no do_XXXXXXXX training state with its g_ file; run without --resume")
+    if resume_from is not None:
+        vocoder = HiFiGANVocoder.from_checkpoint(generator_file(resume_from), out / "config.json", preset=preset,
+                                                 fold_weight_norm=False).train()
+    elif args.init:
         vocoder = HiFiGANVocoder.from_checkpoint(args.init, preset=preset, fold_weight_norm=False).train()
     else:
         vocoder = HiFiGANVocoder(cfg["generator"], preset)
@@ -119,30 +128,47 @@ def main(argv: list[str] | None = None) -> dict:
     log_f = (out / "log.jsonl").open("a")
     ckpt, last = None, {}
     step, t0, sums = 0, time.time(), {}
+    if resume_from is not None:
+        state = torch.load(resume_from, weights_only=True, map_location=args.device)
+        gan.load_state_dict(state)
+        g.set_state(state["data_rng"])
+        step, ckpt = int(state["step"]), generator_file(resume_from)
+        print(f"resumed from {resume_from.name} (step {step})", flush=True)
     deadline = None if args.max_minutes is None else t0 + 60 * args.max_minutes
-    while step < args.max_steps and (deadline is None or time.time() < deadline):
-        y = random_segments(waves, seg, cfg["batch_size"], g).to(args.device)
-        losses = gan.step(y)
-        step += 1
-        for k, v in losses.items():
-            total, count = sums.get(k, (0.0, 0))
-            sums[k] = (total + v, count + 1)
-        if step % epoch_steps == 0:
-            gan.end_epoch()
-        if step % cfg["log_every"] == 0 or step == args.max_steps:
-            rec = {"step": step, "seconds": round(time.time() - t0, 1), "lr": gan.opt_g.param_groups[0]["lr"],
-                   **{k: round(t / c, 5) for k, (t, c) in sums.items()}}  # averages since the last line
-            print(json.dumps(rec), flush=True)
-            log_f.write(json.dumps(rec) + "\n")
-            log_f.flush()
-            last, sums = rec, {}
-        if step % cfg["checkpoint_every"] == 0:
-            ckpt = save(vocoder, out, step, ckpt)
+    stop: list[int] = []  # a SIGTERM/SIGINT ends the loop after the current step; the state is saved
+    handlers = {sig: signal.signal(sig, lambda num, frame: stop.append(num)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while step < args.max_steps and not stop and (deadline is None or time.time() < deadline):
+            y = random_segments(waves, seg, cfg["batch_size"], g).to(args.device)
+            losses = gan.step(y)
+            step += 1
+            for k, v in losses.items():
+                total, count = sums.get(k, (0.0, 0))
+                sums[k] = (total + v, count + 1)
+            if step % epoch_steps == 0:
+                gan.end_epoch()
+            if step % cfg["log_every"] == 0 or step == args.max_steps:
+                rec = {"step": step, "seconds": round(time.time() - t0, 1), "lr": gan.opt_g.param_groups[0]["lr"],
+                       **{k: round(t / c, 5) for k, (t, c) in sums.items()}}  # averages since the last line
+                print(json.dumps(rec), flush=True)
+                log_f.write(json.dumps(rec) + "\n")
+                log_f.flush()
+                last, sums = rec, {}
+            if step % cfg["checkpoint_every"] == 0:
+                ckpt = save(vocoder, gan, g, out, step, ckpt)
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
     train_seconds = time.time() - t0
     if sums:
         last = {"step": step, **{k: round(t / c, 5) for k, (t, c) in sums.items()}}
     log_f.close()
-    ckpt = save(vocoder, out, step, ckpt)
+    if ckpt is None or ckpt.name != f"g_{step:08d}":
+        ckpt = save(vocoder, gan, g, out, step, ckpt)
+    if stop:
+        name = signal.Signals(stop[0]).name
+        print(f"stopped by {name} at step {step}; saved {ckpt.name} and do_{step:08d}. Continue with --resume.")
+        return {"interrupted": name, "steps": step, "checkpoint": str(ckpt)}
 
     # --- evaluation: the saved file, reloaded as a user would ------------------------------------
     voc = HiFiGANVocoder.from_checkpoint(ckpt, out / "config.json", preset=preset)
@@ -191,14 +217,29 @@ def main(argv: list[str] | None = None) -> dict:
     return metrics
 
 
-def save(vocoder: HiFiGANVocoder, out: Path, step: int, previous: Path | None) -> Path:
-    """OUT/g_{step:08d} + OUT/config.json (HiFi-GAN's layout); the previous generator file is removed."""
-    path = out / f"g_{step:08d}"
-    tmp = out / f".g_{step:08d}.tmp"
-    vocoder.save_checkpoint(tmp, out / "config.json")
-    tmp.replace(path)
-    if previous is not None and previous != path and previous.exists():
-        previous.unlink()
+def generator_file(state_file: Path) -> Path:
+    """OUT/do_XXXXXXXX -> OUT/g_XXXXXXXX (the generator saved with that training state)."""
+    return state_file.with_name("g_" + state_file.name[3:])
+
+
+def latest_state(out: Path) -> Path | None:
+    """The newest OUT/do_XXXXXXXX whose generator file exists (a pair interrupted mid-write is ignored)."""
+    pairs = [p for p in out.glob("do_[0-9]*") if generator_file(p).is_file()]
+    return max(pairs, key=lambda p: int(p.name[3:]), default=None)
+
+
+def save(vocoder: HiFiGANVocoder, gan: GANTrainer, g: torch.Generator, out: Path, step: int,
+         previous: Path | None) -> Path:
+    """OUT/g_{step:08d} + OUT/config.json (HiFi-GAN's layout) and OUT/do_{step:08d} (the training state),
+    each written to a temporary file and renamed; the previous pair is removed only after both are in place."""
+    path, state = out / f"g_{step:08d}", out / f"do_{step:08d}"
+    vocoder.save_checkpoint(out / ".g.tmp", out / "config.json")
+    torch.save({**gan.state_dict(), "step": step, "data_rng": g.get_state()}, out / ".do.tmp")
+    (out / ".g.tmp").replace(path)
+    (out / ".do.tmp").replace(state)
+    if previous is not None and previous != path:
+        for old in (previous, previous.with_name("do_" + previous.name[2:])):
+            old.unlink(missing_ok=True)
     return path
 
 

@@ -265,6 +265,22 @@ class GANTrainer:
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "loss_adv": loss_adv.item(),
                 "loss_fm": loss_fm.item(), "mel_l1": loss_mel.item() / MEL_WEIGHT}
 
+    def state_dict(self) -> dict:
+        """Discriminators, optimisers, schedulers and the step count: with the generator file, everything
+        needed to continue training (HiFi-GAN's `do_XXXXXXXX` file holds the same)."""
+        return {"mpd": self.mpd.state_dict(), "msd": self.msd.state_dict(), "optim_g": self.opt_g.state_dict(),
+                "optim_d": self.opt_d.state_dict(), "sched_g": self.sched_g.state_dict(),
+                "sched_d": self.sched_d.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mpd.load_state_dict(state["mpd"])
+        self.msd.load_state_dict(state["msd"])
+        self.opt_g.load_state_dict(state["optim_g"])
+        self.opt_d.load_state_dict(state["optim_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        self.steps = int(state["steps"])
+
     def end_epoch(self) -> None:
         self.sched_g.step()
         if self.steps > self.config.discriminator_start:  # the discriminators' decay starts with their training

@@ -154,3 +154,43 @@ def test_recipe_runs_saves_and_reports(tmp_path):
     voc = HiFiGANVocoder.from_checkpoint(out / "g_00000003")
     assert voc.preset.fingerprint() == get_preset("speech-8k").fingerprint()
     assert voc.config.upsample_initial_channel == 16
+
+
+def test_recipe_resumes_after_sigterm_to_the_same_generator(tmp_path, monkeypatch):
+    import os
+    import signal
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "recipes"))
+    import vocoder_hifigan
+
+    data = tmp_path / "data"
+    make_synthetic_set(data, per_speaker=1, speakers=["flute", "reed"], labels=["rise", "fall", "low"])
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(json.dumps({"generator": TINY_GEN, "segment_size": 1024, "batch_size": 2, "checkpoint_every": 2,
+                               "gan": {"discriminator_scale": 1 / 64}, "log_every": 1,
+                               "eval": {"clips": 1, "griffinlim_iters": 1, "rtf_repeats": 1}}))
+    run = lambda out, *extra: vocoder_hifigan.main(["--data", str(data), "--out", str(out), "--max-steps", "5",  # noqa: E731
+                                                    "--config", str(cfg), *extra])
+    run(tmp_path / "straight")
+
+    step = vocoder_hifigan.GANTrainer.step
+    def step_then_sigterm(self, y):                    # a SIGTERM arrives during the third step
+        out = step(self, y)
+        if self.steps == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+    monkeypatch.setattr(vocoder_hifigan.GANTrainer, "step", step_then_sigterm)
+    m = run(tmp_path / "cut")
+    assert m == {"interrupted": "SIGTERM", "steps": 3, "checkpoint": str(tmp_path / "cut" / "g_00000003")}
+    assert sorted(p.name for p in (tmp_path / "cut").glob("[gd]*_*")) == ["do_00000003", "g_00000003"]
+    monkeypatch.setattr(vocoder_hifigan.GANTrainer, "step", step)
+    with pytest.raises(Exception, match="no do_XXXXXXXX"):
+        run(tmp_path / "empty", "--resume")
+    assert run(tmp_path / "cut", "--resume")["steps"] == 5
+
+    a = torch.load(tmp_path / "straight" / "g_00000005", weights_only=True)["generator"]
+    b = torch.load(tmp_path / "cut" / "g_00000005", weights_only=True)["generator"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    lines = [json.loads(x) for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4, 5]
