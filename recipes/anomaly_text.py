@@ -17,7 +17,10 @@ Score: the text modality's variational bound (method `elbo`, the only one text h
 tokenizer never saw in training become UNK; the report gives the UNK share of each type, since an
 out-of-domain vocabulary is the easy part of the task (the shuffled sentences have none).
 
-Writes OUT/model/, OUT/metrics.json (AUROC, AUPRC, TPR at 1% FPR over all anomalies and per type, items/s),
+With `--model RUN` nothing is trained: RUN's saved text model (for example `recipes/text_unconditional.py`'s
+output on the same `--normal` file and `--seed`, hence the same split) scores the held-out sentences.
+
+Writes OUT/model/ (when it trains), OUT/metrics.json (AUROC, AUPRC, TPR at 1% FPR over all anomalies and per type, items/s),
 OUT/report.md and OUT/roc.png. Config: recipes/configs/text.yaml merged with --config (sections
 modality_options, net, train, eval).
 """
@@ -85,6 +88,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", help="YAML overrides of recipes/configs/text.yaml")
+    ap.add_argument("--model", help="score with this trained run/model folder instead of training one")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
@@ -95,7 +99,9 @@ def main(argv=None) -> dict:
     log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
 
     # --- data --------------------------------------------------------------------------------------
-    modality = build_modality("text", {**cfg.get("modality_options", {}), "task": "unconditional"})
+    model = DiffusionModel.from_pretrained(a.model).eval() if a.model else None
+    modality = model.modality if model else build_modality("text", {**cfg.get("modality_options", {}),
+                                                                    "task": "unconditional"})
     if a.normal:
         items, skipped = modality.read(a.normal)
         source = a.normal
@@ -103,7 +109,8 @@ def main(argv=None) -> dict:
         items, skipped = corpus.parse_examples(corpus.synthetic_corpus(seed=a.seed)), []
         source = f"embedded synthetic restaurant corpus (synthetic_corpus, seed {a.seed})"
     train, test = corpus.split_by_mr(items, 0.1, seed=a.seed)
-    modality.prepare(train)
+    if model is None:
+        modality.prepare(train)
     test_texts = [e.text for e in test]
     per_type = int(ev["per_type"])
     if a.anomalous:
@@ -115,24 +122,28 @@ def main(argv=None) -> dict:
                      "reviews": other_domain(per_type, "reviews", seed=a.seed)}
     (out / "anomalies.txt").write_text("".join(f"{k}\t{s}\n" for k, v in anomalies.items() for s in v))
 
-    # --- train -------------------------------------------------------------------------------------
-    model = DiffusionModel(modality, cfg.get("net", {}), DiffusionConfig())
-    sd = float(model.net.sigma_data())  # the saved model's sigma range = the trained logSNR range
-    mo = modality.config
-    model.diffusion.sigma_min = sd * math.exp(-mo.logsnr_max / 2)
-    model.diffusion.sigma_max = sd * math.exp(-mo.logsnr_min / 2)
-    tcfg = from_dict(TrainConfig, {**cfg.get("train", {}), "max_steps": a.max_steps, "seed": a.seed,
-                                   "quiet": a.quiet or not sys.stderr.isatty()}, "train")
+    # --- train, unless --model gave a trained model -----------------------------------------------------
     log(f"text: {len(train)} train / {len(test)} held-out sentences, anomalies "
-        + ", ".join(f"{k} {len(v)}" for k, v in anomalies.items())
-        + f"; vocabulary {modality.tokenizer.vocab_size}, network {model.net.num_params():,} parameters")
-    t0 = time.time()
-    trainer = Trainer(model, modality.encode(train), tcfg, out)
-    train_metrics = trainer.train()
-    train_seconds = time.time() - t0
-    if trainer.ema is not None:
-        trainer.ema.copy_to(model)
-    model.eval()
+        + ", ".join(f"{k} {len(v)}" for k, v in anomalies.items()) + f"; vocabulary {modality.tokenizer.vocab_size}")
+    if model is not None:
+        trained = Path(a.model) / "metrics.json"
+        prior = json.loads(trained.read_text()) if trained.is_file() else {}
+        train_metrics, train_seconds = {"step": prior.get("train_steps"), "loss": None}, 0.0
+    else:
+        model = DiffusionModel(modality, cfg.get("net", {}), DiffusionConfig())
+        sd = float(model.net.sigma_data())  # the saved model's sigma range = the trained logSNR range
+        mo = modality.config
+        model.diffusion.sigma_min = sd * math.exp(-mo.logsnr_max / 2)
+        model.diffusion.sigma_max = sd * math.exp(-mo.logsnr_min / 2)
+        tcfg = from_dict(TrainConfig, {**cfg.get("train", {}), "max_steps": a.max_steps, "seed": a.seed,
+                                       "quiet": a.quiet or not sys.stderr.isatty()}, "train")
+        t0 = time.time()
+        trainer = Trainer(model, modality.encode(train), tcfg, out)
+        train_metrics = trainer.train()
+        train_seconds = time.time() - t0
+        if trainer.ema is not None:
+            trainer.ema.copy_to(model)
+        model.eval()
 
     # --- score -------------------------------------------------------------------------------------
     reps, bs = int(ev["repeats"]), int(ev["batch_size"])
@@ -148,7 +159,7 @@ def main(argv=None) -> dict:
               "per_type": {k: scoring.separation(s_norm, v) for k, v in s_types.items()},
               "mean_score_normal": mean(s_norm), "mean_score_per_type": {k: mean(v) for k, v in s_types.items()}}
     metrics = {
-        "normal_data": source, "items": len(items), "skipped": len(skipped), "train": len(train),
+        "normal_data": source, "model": a.model or str(out / "model"), "items": len(items), "skipped": len(skipped), "train": len(train),
         "test_normal": len(test), "test_anomalous": len(s_anom),
         "anomaly_counts": {k: len(v) for k, v in anomalies.items()},
         "unk_share": {"normal": unk_share(modality, test_texts),
@@ -173,8 +184,8 @@ def report(m: dict) -> str:
     r = m["methods"]["elbo"]
     lines = ["# Anomaly detection on text", "",
              f"Normal data: {m['normal_data']} - {m['train']} training / {m['test_normal']} held-out sentences "
-             f"(split by MR), vocabulary {m['vocab']}. Diffusion network {m['net_params']:,} parameters, "
-             f"{m['train_steps']} steps in {m['train_seconds']:.0f} s. Score: the variational bound ({r['units']}, "
+             f"(split by MR), vocabulary {m['vocab']}. Diffusion network `{m['model']}`, {m['net_params']:,} parameters, "
+             f"{m['train_steps']} training steps. Score: the variational bound ({r['units']}, "
              f"mean of {r['repeats']} estimates), {r['items_per_second']:.1f} bound estimates per second.", "",
              "| anomalies | count | UNK share | mean bits/token | AUROC | AUPRC | TPR @ 1% FPR |",
              "|---|---|---|---|---|---|---|",

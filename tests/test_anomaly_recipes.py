@@ -107,3 +107,11 @@ def test_anomaly_text_recipe_end_to_end(tmp_path):
                                       "--anomalous", str(tmp_path / "odd.txt"), "--max-steps", "2",
                                       "--config", str(cfg), "--quiet"])
     assert m2["anomaly_counts"] == {"given": 5} and m2["test_normal"] > 0
+
+    # the trained run's model, given with --model: nothing trained, the same split and the same scores
+    m3 = recipe("anomaly_text").main(["--out", str(tmp_path / "run3"), "--normal", str(tmp_path / "normal.txt"),
+                                      "--anomalous", str(tmp_path / "odd.txt"), "--model", str(tmp_path / "run2"),
+                                      "--config", str(cfg), "--quiet"])
+    assert not (tmp_path / "run3" / "model").exists() and m3["train_steps"] == 2
+    assert m3["methods"]["elbo"]["mean_score_normal"] == m2["methods"]["elbo"]["mean_score_normal"]
+    assert m3["methods"]["elbo"]["auroc"] == m2["methods"]["elbo"]["auroc"]
