@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/parity.py --json runs/bench/parity.json
 	$(PY) benchmarks/quality_vs_nfe.py --json runs/bench/quality_vs_nfe.json --png runs/bench/quality_vs_nfe.png
 	$(PY) benchmarks/training_throughput.py --json runs/bench/training_throughput.json
+	$(PY) benchmarks/vocoder_speed.py --json runs/bench/vocoder_speed.json
 
 clean:
 	rm -rf runs .pytest_cache
