@@ -92,9 +92,10 @@ class UNet2D(nn.Module):
         emb_dim = emb_dim or 4 * channels
         self.noise_features = SinusoidalEmbedding(channels, scale=noise_scale)
         self.noise_mlp = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # N(0, 1) rows (ADM; EDM's label map is unit-scale too): a class must move the noise-level embedding as
+        # much as sigma does from the first step. With small rows (std 0.02) the few, noisy per-class gradients
+        # left them near their init for thousands of steps and the model ignored its labels.
         self.label_emb = nn.Embedding(self.num_classes + 1, emb_dim) if self.num_classes > 0 else None
-        if self.label_emb is not None:
-            nn.init.normal_(self.label_emb.weight, std=0.02)
         n_pos = 6 if self.position_channels else 0
         self.conv_in = nn.Conv2d(in_channels + n_pos, channels, 3, padding=1)
 
