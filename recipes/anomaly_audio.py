@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
         items, skipped = modality.read(data)
         speaker = a.test_speaker or held_out_speaker(Path(a.model))
         test_items = [{**it, "label": None} for it in items if it["speaker"] == speaker]
+        normal_split = f"speaker {speaker!r}"
         train_items = [it for it in items if it["speaker"] != speaker]
         if not test_items:
             raise SystemExit(f"no clips of speaker {speaker!r} in {data}; pass --test-speaker")
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
         n_test = max(2, int(round(float(ev["holdout"]) * len(items))))
         test_items = [items[i] for i in perm[:n_test]]
         train_items = [items[i] for i in perm[n_test:]]
+        normal_split = f"random {ev['holdout']} of the clips"
         modality.prepare(train_items)
 
     # --- anomalies ---------------------------------------------------------------------------------
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         "normal_data": str(data) if a.normal else f"synthetic notes ({data})", "anomalies": str(anom_root),
         "anomalies_generated": generated, "model": a.model or str(out / "model"),
         "conditioning": ("null label of a class-conditional model" if modality.labels else "unconditional"),
-        "normal_split": f"speaker {speaker!r}" if a.model else f"random {ev['holdout']} of the clips",
+        "normal_split": normal_split,
         "train_clips": len(train_items), "test_normal": len(test_items), "test_anomalous": len(anom_items),
         "anomaly_counts": {k: types.count(k) for k in kinds}, "skipped": skipped + anom_skipped,
         "preset": modality.preset.to_dict(), "net_params": n_params, "train_steps": train_metrics["step"],
