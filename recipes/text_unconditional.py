@@ -59,13 +59,14 @@ def read_examples(modality, data: str | None, seed: int):
                          "skipped_examples": [f"{w}: {r}" for w, r in skipped[:20]], "skipped": len(skipped)}
 
 
-def train_judge(tok, texts, test, settings: dict, steps: int, seed: int, log) -> ARJudge:
+def train_judge(tok, texts, test, settings: dict, steps: int, seed: int, log, eval_every: int = 0):
+    """(judge, held-out curve [(step, nats/token)]): the AR model trained on `texts` for `steps`."""
     judge = ARJudge(tok, layers=settings.get("layers", 4), hidden=settings.get("hidden", 128),
                     heads=settings.get("heads", 4), max_len=settings.get("max_len", 128))
     judge.to("cuda" if torch.cuda.is_available() else "cpu")
-    judge.fit(texts, steps=steps, lr=settings.get("lr", 1e-3), seed=seed, warmup=min(200, steps // 10 + 1),
-              eval_texts=test, eval_every=max(steps // 4, 1), log=log)
-    return judge
+    curve = judge.fit(texts, steps=steps, lr=settings.get("lr", 1e-3), seed=seed, warmup=min(200, steps // 10 + 1),
+                      eval_texts=test, eval_every=eval_every or max(steps // 4, 1), log=log)
+    return judge, curve
 
 
 def main(argv=None) -> int:
@@ -94,13 +95,22 @@ def main(argv=None) -> int:
     mo = modality.config
     model.diffusion.sigma_min = sd * math.exp(-mo.logsnr_max / 2)
     model.diffusion.sigma_max = sd * math.exp(-mo.logsnr_min / 2)
-    tcfg = from_dict(TrainConfig, {**cfg.get("train", {}), "max_steps": a.max_steps, "seed": a.seed,
+    every = cfg["eval"].get("curve_every", 0)
+    tcfg = from_dict(TrainConfig, {**cfg.get("train", {}), "max_steps": a.max_steps, "seed": a.seed, "eval_every": every,
                                    "quiet": a.quiet or not sys.stderr.isatty()}, "train")
     enc_train, enc_test = modality.encode(train), modality.encode(test)
     log(f"text: {len(train)} train / {len(test)} test sentences, vocabulary {modality.tokenizer.vocab_size}, "
         f"network {model.net.num_params():,} parameters")
     t0 = time.time()
-    trainer = Trainer(model, enc_train, tcfg, out)
+    curve: list[dict] = []
+
+    def bound_curve(m, step: int) -> dict:   # held-out bound (EMA weights, one estimate per sentence)
+        b = bound_per_token(m.modality, m.net, enc_test, repeats=1, seed=a.seed)["nats_per_token"]
+        curve.append({"step": step, "train_seconds": round(time.time() - t0, 1), "bound": b})
+        log(f"step {step}: held-out bound {b:.3f} nats/token")
+        return {"bound_nats_per_token": b}
+
+    trainer = Trainer(model, enc_train, tcfg, out, eval_fn=bound_curve if every else None)
     train_metrics = trainer.train()
     train_s = time.time() - t0
     if trainer.ema is not None:
@@ -120,12 +130,12 @@ def main(argv=None) -> int:
     if a.judge:
         judge = ARJudge.load(a.judge).to(next(net.parameters()).device)
         tok.check_fingerprint(judge.tok.fingerprint)
-        judge_steps = None
+        judge_steps, ar_curve = None, []
     else:
         judge_steps = a.judge_steps or a.max_steps
         t1 = time.time()
-        judge = train_judge(tok, [e.text for e in train], real_test, cfg["eval"].get("judge", {}), judge_steps,
-                            a.seed, log)
+        judge, ar_curve = train_judge(tok, [e.text for e in train], real_test, cfg["eval"].get("judge", {}),
+                                      judge_steps, a.seed, log, eval_every=every)
         log(f"AR judge trained {judge_steps} steps in {time.time() - t1:.0f} s")
         judge.save(out / "judge")
     ar_nll = judge.nll_per_token(real_test)
@@ -136,7 +146,7 @@ def main(argv=None) -> int:
         "vocab": tok.vocab_size, "params_diffusion": model.net.num_params(), "params_ar": judge.num_params(),
         "train_steps": train_metrics.get("step"), "train_seconds": round(train_s, 1),
         "bound": bound, "ar_nll_nats_per_token": ar_nll, "ar_steps": judge_steps,
-        "bound_over_ar": bound["nats_per_token"] / ar_nll,
+        "bound_over_ar": bound["nats_per_token"] / ar_nll, "curve": with_ar(curve, ar_curve),
         "logsnr_mass_in_[-4,2]": sampler.mass_in(-4, 2),
         "quality": quality, "sampling": speed, "sampler": {"method": cfg["eval"].get("method", "euler"),
                                                             "steps": steps, "grid": mo.grid},
@@ -155,6 +165,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def with_ar(curve: list[dict], ar_curve: list) -> list[dict]:
+    """The diffusion bound curve with the AR model's held-out NLL at the same step and their ratio."""
+    ar = dict(ar_curve)
+    return [{**c, "ar_nll": ar[c["step"]], "ratio": c["bound"] / ar[c["step"]]} if c["step"] in ar else c
+            for c in curve]
+
+
 def write_report(out: Path, m: dict, samples: list[str]) -> None:
     b, q, s = m["bound"], m["quality"], m["sampling"]
     lines = [
@@ -169,6 +186,7 @@ def write_report(out: Path, m: dict, samples: list[str]) -> None:
         f"Ratio bound / AR: **{m['bound_over_ar']:.2f}**. Bound terms (nats/token): diffusion {b['diffusion']:.3f}, "
         f"prior {b['prior']:.4f}, reconstruction {b['reconstruction']:.4f}, length {b['length']:.3f}. "
         f"The fitted logSNR sampler puts {m['logsnr_mass_in_[-4,2]']:.0%} of draws in logSNR_rel [-4, 2].", "",
+    ] + curve_table(m["curve"]) + [
         "## Samples", "",
         "| set | judge ppl | distinct-1 | distinct-2 | distinct-4 | self-BLEU |", "|---|---|---|---|---|---|",
     ]
@@ -183,6 +201,16 @@ def write_report(out: Path, m: dict, samples: list[str]) -> None:
               "network's own cost.", "", "Input accounting: " + json.dumps(m["read_counts"]), "",
               "First samples:", ""] + [f"- {t}" for t in samples[:10]] + [""]
     (out / "report.md").write_text("\n".join(lines))
+
+
+def curve_table(curve: list[dict]) -> list[str]:
+    if not curve:
+        return []
+    rows = [f"| {c['step']} | {c['train_seconds'] / 60:.1f} | {c['bound']:.3f} | {c.get('ar_nll', float('nan')):.3f} | "
+            f"{c.get('ratio', float('nan')):.2f} |" for c in curve]
+    return ["## Bound over training (one estimate per sentence, EMA weights)", "",
+            "| step | minutes | bound (nats/token) | AR at the same step | ratio |", "|---|---|---|---|---|",
+            *rows, ""]
 
 
 if __name__ == "__main__":

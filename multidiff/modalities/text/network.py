@@ -88,7 +88,9 @@ class TextDenoiserNet(nn.Module):
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
             for i, layer in enumerate(layer_list):
-                layer.register_forward_pre_hook(self._make_hook(i), with_kwargs=True)
+                layer.adaln_index = i
+                # a bound method, not a closure: copy.deepcopy rebinds it to the copied network
+                layer.register_forward_pre_hook(self._adaln_hook, with_kwargs=True)
 
     # --- the embedding space -----------------------------------------------------------------------
     def embedding_matrix(self) -> torch.Tensor:
@@ -112,18 +114,17 @@ class TextDenoiserNet(nn.Module):
         return self.table.weight.detach().pow(2).mean().sqrt().clamp_min(1e-4)
 
     # --- the network --------------------------------------------------------------------------------
-    def _make_hook(self, i: int):
-        def hook(module, args, kwargs):
-            if self._mod is None:
-                return None
-            shift, scale = self.adaln[i](self._mod).chunk(2, dim=-1)
-            if args:
-                h = args[0]
-                return (h * (1 + scale) + shift, *args[1:]), kwargs
-            h = kwargs["hidden_states"]
-            kwargs = dict(kwargs, hidden_states=h * (1 + scale) + shift)
-            return args, kwargs
-        return hook
+    def _adaln_hook(self, layer: nn.Module, args: tuple, kwargs: dict):
+        """Forward pre-hook of encoder layer `layer.adaln_index`: h -> h * (1 + scale) + shift."""
+        if self._mod is None:
+            return None
+        shift, scale = self.adaln[layer.adaln_index](self._mod).chunk(2, dim=-1)
+        if args:
+            h = args[0]
+            return (h * (1 + scale) + shift, *args[1:]), kwargs
+        h = kwargs["hidden_states"]
+        kwargs = dict(kwargs, hidden_states=h * (1 + scale) + shift)
+        return args, kwargs
 
     def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, self_cond: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, known: torch.Tensor | None = None) -> torch.Tensor:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from multidiff.model import DiffusionModel
 from multidiff.modalities.text import synthetic_corpus
+from multidiff.modalities.text.evaluate import bound_per_token
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes"
 
@@ -23,7 +25,7 @@ def tiny(tmp_path):
     p = tmp_path / "tiny.yaml"
     p.write_text("net: {hidden: 16, layers: 1, heads: 2, embed_dim: 8}\n"
                  "train: {batch_size: 16, warmup_steps: 1}\n"
-                 "eval: {samples: 8, bound_repeats: 1, mbr: 1, judge: {layers: 1, hidden: 16, heads: 2}}\n")
+                 "eval: {samples: 8, bound_repeats: 1, curve_every: 3, mbr: 1, judge: {layers: 1, hidden: 16, heads: 2}}\n")
     return p
 
 
@@ -36,6 +38,13 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
     assert m["bound"]["nats_per_token"] > 0 and m["ar_nll_nats_per_token"] > 0
     assert len((out / "samples.txt").read_text().splitlines()) == 8
     assert (out / "model" / "config.json").is_file() and (out / "report.md").is_file()
+    # the curve's last point (the Trainer's EMA eval copy) is the saved model's bound for the same draws
+    model = DiffusionModel.from_pretrained(out / "model")
+    _, test, _ = _load("text_unconditional").read_examples(model.modality, None, 0)
+    final = bound_per_token(model.modality, model.net.eval(), model.modality.encode(test), repeats=1, seed=0)
+    (point,) = m["curve"]
+    assert point["step"] == 3 and abs(point["bound"] - final["nats_per_token"]) < 1e-5
+    assert point["ratio"] == pytest.approx(point["bound"] / point["ar_nll"])
     ar = tmp_path / "ar"
     assert _load("text_ar_baseline").main(["--out", str(ar), "--max-steps", "3", "--config", str(tiny),
                                            "--quiet"]) == 0
