@@ -42,28 +42,59 @@ def bound_per_token(modality, net: nn.Module, data: Encoded, repeats: int = 4, b
     return out
 
 
+class _TimedDenoiser:
+    """Proxy of a denoiser that adds the clock time spent inside its calls to `seconds`."""
+
+    def __init__(self, D, clock, sync):
+        self.D, self.clock, self.sync, self.seconds = D, clock, sync, 0.0
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **cond: Any) -> torch.Tensor:
+        self.sync()
+        t = self.clock()
+        out = self.D(x, sigma, **cond)
+        self.sync()
+        self.seconds += self.clock() - t
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.D, name)
+
+
 @torch.no_grad()
 def timed_generate(modality, net: nn.Module, num: int, steps: int = 20, method: str = "euler",
                    batch_size: int = 64, seed: int = 0, source: Sequence[Any] | None = None,
                    **kw: Any) -> tuple[list[str], dict[str, float]]:
-    """Generate `num` texts in batches; report sequences per second (wall clock) and the sampler's
-    overhead: sampling cost / cost of the same number of bare network evaluations on the same shapes
-    (CPU time of this process on a CPU, so other load on the machine does not skew the ratio; wall
-    clock with synchronisation on a GPU)."""
+    """Generate `num` texts in batches; report sequences per second (wall clock) and two cost ratios
+    (CPU time of this process on a CPU, so other load does not skew them; wall clock with
+    synchronisation on a GPU):
+
+    - `sampler_overhead`: the whole `generate` call (lengths, sampler, decoding to text) / the time
+      spent inside its denoiser calls (network + readout `softmax(logits) @ E`), the same calls on the
+      same inputs: the cost of the sampler around the model;
+    - `overhead_vs_bare_network`: the whole call / `steps` bare `logits` evaluations on the same shapes
+      afterwards (the readout counts as overhead here)."""
     m = obj._u(net)
     dev = next(m.parameters()).device
     clock = time.process_time if dev.type == "cpu" else time.perf_counter
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     texts: list[str] = []
-    wall = cost_all = cost_net = 0.0
+    wall = cost_all = cost_denoiser = cost_net = 0.0
     for k, i in enumerate(range(0, num, batch_size)):
         n = min(batch_size, num - i)
         src = None if source is None else source[i:i + n]
+        timers: list[_TimedDenoiser] = []
+
+        def hook(D):
+            timers.append(_TimedDenoiser(D, clock, sync))
+            return timers[-1]
+
         w0, c0 = time.perf_counter(), clock()
-        texts += modality.generate(net, n, steps=steps, method=method, seed=seed + k, source=src, **kw)
+        texts += modality.generate(net, n, steps=steps, method=method, seed=seed + k, source=src,
+                                   denoiser_hook=hook, **kw)
         sync()
         wall += time.perf_counter() - w0
         cost_all += clock() - c0
+        cost_denoiser += sum(t.seconds for t in timers)
         # the network alone on the same shapes, `steps` evaluations (self-conditioning input included)
         shape, ctx = modality.sample_shape(n, source=src, seed=seed + k)
         x = torch.randn(shape).to(dev)
@@ -81,8 +112,9 @@ def timed_generate(modality, net: nn.Module, num: int, steps: int = 20, method: 
         cost_net += clock() - c0
         net.train(was)
     return texts, {"sequences": num, "nfe": steps, "seconds": wall, "seq_per_s": num / wall,
-                   "network_seconds": cost_net, "sampler_seconds": cost_all,
-                   "sampler_overhead": cost_all / max(cost_net, 1e-9)}
+                   "denoiser_seconds": cost_denoiser, "network_seconds": cost_net, "sampler_seconds": cost_all,
+                   "sampler_overhead": cost_all / max(cost_denoiser, 1e-9),
+                   "overhead_vs_bare_network": cost_all / max(cost_net, 1e-9)}
 
 
 def diversity(texts: Sequence[str], self_bleu_limit: int = 200) -> dict[str, float]:

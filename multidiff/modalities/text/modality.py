@@ -58,6 +58,7 @@ class TextConfig:
     clamp_from: int = 0                # ... from this sampler step on
     grid: str = "warped"               # sampling grid: warped (the fitted density) | karras
     guidance: float = 1.0              # classifier-free guidance scale (data2text; needs cfg_dropout)
+    temperature: float = 1.0           # sampling: x0_hat = softmax(logits / temperature) @ E (< 1 sharpens)
     cfg_dropout: float = 0.0           # data2text: drop the source for this fraction of examples
 
     def validate(self) -> None:
@@ -75,6 +76,8 @@ class TextConfig:
         for name in ("self_cond_prob", "cfg_dropout", "importance_mix"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"text.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ConfigError(f"text.temperature must be > 0 (1 = the model's own posterior), got {self.temperature}")
 
 
 class Clamp:
@@ -104,10 +107,14 @@ class TextDenoiser:
     `condition(mask, known, values)` binds the run's attention mask and context (known positions are
     reset to their clean values before every call and in the output). With a self-conditioning network,
     the previous x0_hat is fed back (cache reset by `reset()` or when the batch shape changes).
-    `guidance` != 1 mixes conditional and source-dropped predictions in logit space (classifier-free)."""
+    `guidance` != 1 mixes conditional and source-dropped predictions in logit space (classifier-free).
+    `temperature` < 1 sharpens the token posterior before the expectation over embeddings (sampling
+    only: likelihoods never go through this class)."""
 
-    def __init__(self, net: nn.Module, output_prior: bool = True, guidance: float = 1.0):
+    def __init__(self, net: nn.Module, output_prior: bool = True, guidance: float = 1.0,
+                 temperature: float = 1.0):
         self.net, self.output_prior, self.guidance = net, output_prior, guidance
+        self.temperature = temperature
         self.mask = self.known = self.values = None
         self.prev: torch.Tensor | None = None
         self.nfe = 0
@@ -143,7 +150,7 @@ class TextDenoiser:
                             output_prior=self.output_prior)
             lg = lu.log_softmax(-1) + self.guidance * (lg.log_softmax(-1) - lu.log_softmax(-1))
         self.nfe += 1
-        xh = obj.x0_hat(lg, net.embedding_matrix())
+        xh = obj.x0_hat(lg if self.temperature == 1.0 else lg / self.temperature, net.embedding_matrix())
         if known is not None and values is not None:
             xh = torch.where(known.unsqueeze(-1), values, xh)
         self.prev = xh
@@ -418,7 +425,7 @@ class TextModality(Modality):
 
     def make_denoiser(self, net: nn.Module, diffusion_config: dict[str, Any] | None = None) -> TextDenoiser:
         c = self._cfg(diffusion_config)
-        return TextDenoiser(net, output_prior=c.output_prior, guidance=c.guidance)
+        return TextDenoiser(net, output_prior=c.output_prior, guidance=c.guidance, temperature=c.temperature)
 
     def project(self, net: nn.Module, diffusion_config: dict[str, Any] | None = None) -> Clamp | None:
         c = self._cfg(diffusion_config)
@@ -447,8 +454,11 @@ class TextModality(Modality):
     def generate(self, net: nn.Module, num: int, *, steps: int = 20, method: str = "euler",
                  length: int | Sequence[int] | None = None, source: Sequence[Any] | None = None,
                  seed: int = 0, diffusion_config: dict[str, Any] | None = None,
-                 return_ids: bool = False, template: str | None = None) -> list[str] | tuple[list[str], torch.Tensor, Encoded]:
-        """Sample `num` texts with `steps` network evaluations. Reproducible for `seed`."""
+                 return_ids: bool = False, template: str | None = None,
+                 denoiser_hook: Callable[[Callable], Callable] | None = None
+                 ) -> list[str] | tuple[list[str], torch.Tensor, Encoded]:
+        """Sample `num` texts with `steps` network evaluations. Reproducible for `seed`.
+        `denoiser_hook(D) -> D'` wraps the run's denoiser (e.g. to time or log its calls)."""
         was_training = net.training
         net.eval()
         try:
@@ -458,6 +468,8 @@ class TextModality(Modality):
             shape, ctx = self.sample_shape(num, length=length, source=source, generator=g, template=template)
             dev = next(m.parameters()).device
             D = self.make_denoiser(net, diffusion_config)
+            if denoiser_hook is not None:
+                D = denoiser_hook(D)
             sig = self.sigmas(net, steps, self._cfg(diffusion_config).grid).to(dev)
             x = torch.randn(shape, generator=g).to(dev) * sig[0]
             opts: dict[str, Any] = {"cond": {k: v.to(dev) for k, v in ctx.cond.items()},
