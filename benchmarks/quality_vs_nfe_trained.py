@@ -72,11 +72,13 @@ def text_task(model: DiffusionModel, run: Path, a) -> tuple[Callable, dict, str]
     real = [e.text for e in test][:a.n]
     floors = {"judge_ppl_real": judge.perplexity(real), "distinct_2_real": distinct_n(real, 2)}
     net = model.net.eval()
+    over = None if a.temperature is None else {"text": {"temperature": a.temperature}}
 
     def measure(method: str, steps: int, seed: int) -> dict:
         texts: list[str] = []
         for i in range(0, a.n, 100):
-            texts += modality.generate(net, min(100, a.n - i), steps=steps, method=method, seed=seed + i)
+            texts += modality.generate(net, min(100, a.n - i), steps=steps, method=method, seed=seed + i,
+                                       diffusion_config=over)
         ppl = judge.perplexity(texts)
         return {"judge_ppl": ppl, "judge_ppl_ratio": ppl / floors["judge_ppl_real"],
                 "distinct_2_ratio": distinct_n(texts, 2) / floors["distinct_2_real"], "example": texts[0]}
@@ -94,6 +96,11 @@ def main(argv=None) -> int:
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="NFE budgets for every method")
     ap.add_argument("--extra", default="ddpm:200,dpmpp_2m:200", help="method:NFE pairs run in addition")
     ap.add_argument("--guidance", type=float, help="audio: guidance scale (default: the model's)")
+    ap.add_argument("--grid", choices=("karras", "exponential", "schedule"),
+                    help="audio: sampling grid (default: the model's)")
+    ap.add_argument("--sigma-min", type=float, help="audio: bottom of the sampling grid (default: the model's)")
+    ap.add_argument("--sigma-max", type=float, help="audio: top of the sampling grid (default: the model's)")
+    ap.add_argument("--temperature", type=float, help="text: sampling temperature (default: the model's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the table as JSON to this path")
@@ -102,6 +109,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     run = Path(a.run)
     model = DiffusionModel.from_pretrained(run).eval()
+    for name in ("grid", "sigma_min", "sigma_max"):
+        if getattr(a, name) is not None:
+            setattr(model.diffusion, name, getattr(a, name))
+    model.diffusion.validate()
     measure, floors, headline = (audio_task if a.task == "audio" else text_task)(model, run, a)
     print(f"{a.task}: {run}, {a.n} items per setting; floors {json.dumps({k: round(v, 4) for k, v in floors.items()})}")
 

@@ -27,7 +27,7 @@ from ...core.draws import Draws
 from ...errors import ConfigError, DataError, MismatchError
 from ..base import Encoded, Modality, NamedItems
 from . import objectives as obj
-from .corpus import Example, ReadStats, parse_examples, read_corpus
+from .corpus import Example, ReadStats, parse_examples, parse_mr, read_corpus
 from .network import TextDenoiserNet, build_net
 from .tokenizer import EncodeStats, TextTokenizer
 
@@ -172,6 +172,7 @@ class TextModality(Modality):
         self.config.validate()
         self.tokenizer: TextTokenizer | None = None
         self.length_counts: list[int] | None = None         # index n = sentences of n target tokens
+        self.length_counts_by_slots: dict[str, list[int]] | None = None   # data2text: the same per MR slot count
         self.read_stats = ReadStats()
         self.encode_stats = EncodeStats()
         self.net: nn.Module | None = None
@@ -225,9 +226,13 @@ class TextModality(Modality):
         if self.length_counts is None:
             ids = self.tokenizer.encode_batch([e.text for e in ex], self._max_target())
             counts = [0] * (self._max_target() + 1)
-            for s in ids:
+            by_slots: dict[str, list[int]] = {}
+            for e, s in zip(ex, ids):
                 counts[len(s)] += 1
+                by_slots.setdefault(str(len(e.mr)), [0] * len(counts))[len(s)] += 1
             self.length_counts = counts
+            if c.task == "data2text":
+                self.length_counts_by_slots = by_slots
 
     def _max_target(self) -> int:
         return self.config.max_len - (1 if self.config.length_mode == "pad" else 0)
@@ -324,10 +329,13 @@ class TextModality(Modality):
         if c.length_mode == "pad":
             lens = [self._max_target() + 1] * num
         elif length is None:
-            counts = torch.tensor(self.length_counts or [0, 1], dtype=torch.float)
-            counts[0] = 0
             g = generator if generator is not None else torch.Generator().manual_seed(int(seed))
-            lens = torch.multinomial(counts, num, replacement=True, generator=g).tolist()
+            if c.task == "data2text" and self.length_counts_by_slots:
+                # n ~ training lengths of sentences whose MR has as many slots (all lengths if none had)
+                lens = [self._draw_lengths(self.length_counts_by_slots.get(str(len(parse_mr(m)))), 1, g)[0]
+                        for m in mrs]
+            else:
+                lens = self._draw_lengths(self.length_counts, num, g)
         else:
             lens = [int(length)] * num if isinstance(length, int) else [int(n) for n in length]
         rows, knowns = [], []
@@ -345,6 +353,12 @@ class TextModality(Modality):
             knowns.append([True] * len(pre) + [False] * n)
         enc = self._pack(rows, knowns)
         return (num, enc.x0.shape[1], d), self._sampling_context(enc)
+
+    def _draw_lengths(self, counts: list[int] | None, num: int, g: torch.Generator) -> list[int]:
+        """`num` target lengths drawn from `counts` (default: the training length distribution)."""
+        w = torch.tensor(counts or self.length_counts or [0, 1], dtype=torch.float)
+        w[0] = 0
+        return torch.multinomial(w, num, replacement=True, generator=g).tolist()
 
     def _sampling_context(self, enc: Encoded, context_to_network: bool = True) -> Encoded:
         """Context in the form the core's samplers take: x0 = clean embeddings [B, L, d] (float) of the
@@ -537,7 +551,8 @@ class TextModality(Modality):
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         tok = self._need_tokenizer()
         return {"tokenizer": tok.to_str(), "fingerprint": tok.fingerprint,
-                "config": dataclasses.asdict(self.config), "length_counts": self.length_counts}, {}
+                "config": dataclasses.asdict(self.config), "length_counts": self.length_counts,
+                "length_counts_by_slots": self.length_counts_by_slots}, {}
 
     def load_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
         """Restore tokenizer, config and length distribution. A tokenizer already set on this modality
@@ -552,6 +567,7 @@ class TextModality(Modality):
         if "config" in meta:
             self.config = _make_config(meta["config"])
         self.length_counts = meta.get("length_counts")
+        self.length_counts_by_slots = meta.get("length_counts_by_slots")
 
     def save(self, folder: str | Path) -> None:
         import json

@@ -208,3 +208,20 @@ def test_timed_generate_times_the_denoiser_calls_of_the_run():
     assert calls == [2] * 4                                      # one denoiser call per Euler step
     assert 0 < speed["denoiser_seconds"] <= speed["sampler_seconds"]
     assert speed["sampler_overhead"] == pytest.approx(speed["sampler_seconds"] / speed["denoiser_seconds"])
+
+
+def test_data2text_given_lengths_follow_the_sources_slot_count(tmp_path):
+    m = TextModality(task="data2text", length_mode="given", max_len=64, max_source_len=40)
+    m.prepare(LINES)
+    seen: dict[int, set[int]] = {}                  # slot count -> target lengths in the training lines
+    for line in LINES:
+        mr, sent = line.split("||")
+        seen.setdefault(mr.count("|") + 1, set()).add(len(m.tokenizer.encode(sent)))
+    for k in sorted(seen):
+        src = next(l.split("||")[0] for l in LINES if l.split("||")[0].count("|") + 1 == k)
+        _, ctx = m.sample_shape(30, source=[src] * 30, seed=k)
+        known = ctx.known.bool() if ctx.known.dim() == 2 else ctx.known[..., 0].bool()
+        lens = (ctx.cond["attention_mask"].bool() & ~known).sum(1)
+        assert set(lens.tolist()) <= seen[k], k
+    m.save(tmp_path / "mod")
+    assert TextModality.load(tmp_path / "mod").length_counts_by_slots == m.length_counts_by_slots
