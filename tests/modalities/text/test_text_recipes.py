@@ -67,6 +67,19 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
     assert [(r["method"], r["nfe"], r["steps"]) for r in q1["rows"]] == [("euler", 4, 4), ("heun", 4, 2), ("ddpm", 4, 4)]
     assert [r["judge_ppl"] for r in q1["rows"]] == [r["judge_ppl"] for r in q2["rows"]]  # same seeds, same samples
     assert all(r["judge_ppl"] > 1 and r["distinct_2_ratio"] > 0 for r in q1["rows"])
+    q3 = tmp_path / "q3.json"                 # --temperature reaches the sampler: other samples, same seeds
+    assert bench.main(["text", "--run", str(out), "--data", str(data), "--n", "6", "--methods", "euler",
+                       "--budgets", "4", "--extra", "", "--threads", "1", "--temperature", "0.2", "--json", str(q3)]) == 0
+    assert json.loads(q3.read_text())["rows"][0]["judge_ppl"] != q1["rows"][0]["judge_ppl"]
+
+    # text sampler overhead on the same run: one row per method and seed, ratios in the JSON
+    spec = importlib.util.spec_from_file_location("_tso", RECIPES.parent / "benchmarks" / "text_sampler_overhead.py")
+    tso = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tso)
+    assert tso.main(["--run", str(out), "--n", "5", "--steps", "3", "--seeds", "2", "--json", str(tmp_path / "o.json")]) == 0
+    rows = json.loads((tmp_path / "o.json").read_text())["rows"]
+    assert [(r["method"], r["seed"]) for r in rows] == [("euler", 0), ("euler", 1), ("dpmpp_2m_sde", 0), ("dpmpp_2m_sde", 1)]
+    assert all(r["sampler_overhead"] >= 1 and r["sequences"] == 5 for r in rows)
 
 
 @pytest.mark.slow
