@@ -44,6 +44,7 @@ class TextConfig:
     length_mode: str = "given"         # given | pad
     max_len: int = 64                  # target tokens (pad mode: incl. EOS)
     max_source_len: int = 48           # data2text source tokens (SEP excluded)
+    source_first: bool = True          # data2text row: `source SEP target` (DiffuSeq) or `target SEP source`
     max_chars: int = 2000              # longer lines are truncated when read (counted)
     objective: str = "score_interp"    # score_interp | elbo | diffusion_lm
     self_cond_prob: float = 0.5
@@ -252,12 +253,23 @@ class TextModality(Modality):
                if c.task == "data2text" else [[] for _ in ex])
         rows, knowns = [], []
         for s, t in zip(src, tgt):
-            pre = s + [tok.sep_id] if c.task == "data2text" else []
             if c.length_mode == "pad":
                 t = t + [tok.eos_id] + [tok.pad_id] * (self._max_target() - len(t))
-            rows.append(pre + t)
-            knowns.append([True] * len(pre) + [False] * len(t))
+            row, known = self._row(s, t)
+            rows.append(row)
+            knowns.append(known)
         return self._pack(rows, knowns)
+
+    def _row(self, src: list[int], tgt: list[int]) -> tuple[list[int], list[bool]]:
+        """One sequence and its known flags: `tgt` alone, or with data2text `src SEP tgt` / `tgt SEP src`
+        (`source_first`); the source and SEP are known."""
+        if self.config.task != "data2text":
+            return tgt, [False] * len(tgt)
+        ctx = src + [self._need_tokenizer().sep_id]
+        if self.config.source_first:
+            return ctx + tgt, [True] * len(ctx) + [False] * len(tgt)
+        ctx = ctx[-1:] + ctx[:-1]                              # SEP src
+        return tgt + ctx, [False] * len(tgt) + [True] * len(ctx)
 
     def _pack(self, rows: list[list[int]], knowns: list[list[bool]]) -> Encoded:
         tok = self._need_tokenizer()
@@ -348,9 +360,9 @@ class TextModality(Modality):
             enc = self._pack(rows, knowns)
             return (num, enc.x0.shape[1], d), self._sampling_context(enc, context_to_network=False)
         for s, n in zip(srcs, lens):
-            pre = s + [tok.sep_id] if c.task == "data2text" else []
-            rows.append(pre + [tok.mask_id] * n)
-            knowns.append([True] * len(pre) + [False] * n)
+            row, known = self._row(s, [tok.mask_id] * n)
+            rows.append(row)
+            knowns.append(known)
         enc = self._pack(rows, knowns)
         return (num, enc.x0.shape[1], d), self._sampling_context(enc)
 

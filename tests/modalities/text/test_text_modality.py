@@ -225,3 +225,27 @@ def test_data2text_given_lengths_follow_the_sources_slot_count(tmp_path):
         assert set(lens.tolist()) <= seen[k], k
     m.save(tmp_path / "mod")
     assert TextModality.load(tmp_path / "mod").length_counts_by_slots == m.length_counts_by_slots
+
+
+def test_data2text_target_first_layout():
+    m = TextModality(task="data2text", length_mode="given", max_len=40, max_source_len=30, source_first=False)
+    m.prepare(LINES)
+    tok = m.tokenizer
+    enc = m.encode(LINES[:3])
+    for i, line in enumerate(LINES[:3]):
+        mr, sent = line.split("||")
+        src, tgt = tok.encode(mr)[:30], tok.encode(sent)[:40]
+        n = len(tgt)
+        assert enc.x0[i, :n].tolist() == tgt                       # the target starts at position 0
+        assert int(enc.x0[i, n]) == tok.sep_id and enc.x0[i, n + 1:n + 1 + len(src)].tolist() == src
+        assert enc.known[i].tolist()[:n + 1 + len(src)] == [False] * n + [True] * (len(src) + 1)
+    assert m.decode(enc.x0, enc) == [l.split("||")[1].lower() for l in LINES[:3]]
+    shape, ctx = m.sample_shape(2, source=[l.split("||")[0] for l in LINES[:2]], length=[5, 7], seed=0)
+    known = ctx.known if ctx.known.dim() == 2 else ctx.known[..., 0]
+    assert (~known[0, :5]).all() and known[0, 5] and (~known[1, :7]).all() and known[1, 7]
+    torch.manual_seed(0)
+    net = m.denoiser_net(dict(embed_dim=8, hidden=16, layers=1, heads=2))
+    _, x, ctx = m.generate(net, 2, steps=3, source=[l.split("||")[0] for l in LINES[:2]], length=[5, 7], seed=0,
+                           return_ids=True)
+    src0 = tok.encode(LINES[0].split("||")[0])[:30]
+    assert torch.allclose(x[0, 6:6 + len(src0)], net.embed(torch.tensor(src0)))  # the source kept after SEP
