@@ -28,9 +28,12 @@ DENOISE_SIGMAS = (0.05, 0.1, 0.2, 0.5, 1.0)
 def denoise_error(model: DiffusionModel, batch: Encoded, seed: int = 0,
                   sigmas: Sequence[float] = DENOISE_SIGMAS) -> torch.Tensor:
     """Mean over `sigmas` of the per-dimension x0 error scaled by 1/sigma^2 (an eps-error), [B]."""
+    x0 = batch.x0
+    if not x0.is_floating_point():
+        raise ConfigError(f"the denoise score needs continuous data, but {model.modality.name} items are "
+                          "discrete tokens; score them with method 'elbo' (the bound per token)")
     D = model.denoiser()
     draws = Draws.seeded(seed, len(batch))
-    x0 = batch.x0
     total = torch.zeros(len(batch))
     for s in sigmas:
         noise = draws.randn(*x0.shape[1:])

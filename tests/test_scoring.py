@@ -262,3 +262,13 @@ def test_auprc_matches_scikit_learn_with_many_ties():
         anomalous = rng.integers(2, 9, size=int(rng.integers(1, 30))).tolist()
         ref = metrics.average_precision_score([0] * len(normal) + [1] * len(anomalous), normal + anomalous)
         assert scoring.auprc(normal, anomalous) == pytest.approx(ref, abs=1e-12)
+
+
+def test_denoise_score_on_text_says_to_use_elbo():
+    from multidiff.modalities.text import TextModality, synthetic_corpus
+    text = TextModality()
+    lines = synthetic_corpus(num_mrs=5, refs_per_mr=1, seed=0)
+    text.prepare(lines)
+    model = DiffusionModel(text, {"embed_dim": 8, "hidden": 16, "layers": 1, "heads": 2})
+    with pytest.raises(ConfigError, match="elbo"):
+        scoring.score_batch(model, text.encode(lines[:2]), "denoise")
