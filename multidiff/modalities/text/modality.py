@@ -265,11 +265,10 @@ class TextModality(Modality):
         (`source_first`); the source and SEP are known."""
         if self.config.task != "data2text":
             return tgt, [False] * len(tgt)
-        ctx = src + [self._need_tokenizer().sep_id]
+        sep = [self._need_tokenizer().sep_id]
         if self.config.source_first:
-            return ctx + tgt, [True] * len(ctx) + [False] * len(tgt)
-        ctx = ctx[-1:] + ctx[:-1]                              # SEP src
-        return tgt + ctx, [False] * len(tgt) + [True] * len(ctx)
+            return src + sep + tgt, [True] * (len(src) + 1) + [False] * len(tgt)
+        return tgt + sep + src, [False] * len(tgt) + [True] * (len(src) + 1)
 
     def _pack(self, rows: list[list[int]], knowns: list[list[bool]]) -> Encoded:
         tok = self._need_tokenizer()
