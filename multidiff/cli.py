@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--method", default="elbo", choices=["elbo", "ode", "denoise"])
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--labels", choices=["given", "null", "best"],
+                   help="class-conditional models: 'null' (default) scores p(x) with the null label; 'best' takes "
+                        "the lowest score over all class labels (C times the cost); 'given' uses labels read "
+                        "from the items' names. Unconditional models: 'given' (the default)")
+    c.add_argument("--sigmas", help="noise levels of --method denoise, comma-separated (default: "
+                                    "0.05,0.1,0.2,0.5,1.0, in the model's data units)")
     c.add_argument("--calibrate", metavar="VALIDATION_PATH",
                    help="normal validation data: fit a threshold and add an 'anomalous' column")
     c.add_argument("--fpr", type=float, default=0.01, help="false-positive rate of the calibrated threshold")
@@ -92,6 +98,13 @@ def _parse_cond(items: Sequence[str]) -> dict[str, Any]:
         k, v = item.split("=", 1)
         out[k] = int(v) if v.lstrip("-").isdigit() else v
     return out
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers, e.g. {flag} 1,2") from None
 
 
 def _cmd_sample(a: argparse.Namespace) -> int:
@@ -147,12 +160,16 @@ def _cmd_score(a: argparse.Namespace) -> int:
     model = load(a.run_dir)
     items, skipped = model.modality.read(a.data)
     names = item_names(items)
-    scores = scoring.score_items(model, items, a.method, a.seed, a.batch_size, progress=sys.stderr.isatty())
+    labels = a.labels or scoring.default_label_mode(model)
+    sigmas = _floats(a.sigmas, "--sigmas") if a.sigmas else scoring.DENOISE_SIGMAS
+    options = {"labels": labels, "sigmas": sigmas}
+    scores = scoring.score_items(model, items, a.method, a.seed, a.batch_size, progress=sys.stderr.isatty(),
+                                 **options)
     threshold = None
     if a.calibrate:
         normal, _ = model.modality.read(a.calibrate)
-        threshold = scoring.threshold_at_fpr(scoring.score_items(model, normal, a.method, a.seed, a.batch_size),
-                                             a.fpr)
+        threshold = scoring.threshold_at_fpr(
+            scoring.score_items(model, normal, a.method, a.seed, a.batch_size, **options), a.fpr)
     unit = scoring.units(model, a.method)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +184,8 @@ def _cmd_score(a: argparse.Namespace) -> int:
             w.writerow([name, "", a.method, unit] + ([""] if threshold is not None else []) + [reason])
     if threshold is not None:
         (out.with_suffix(".threshold.json")).write_text(json.dumps(
-            {"threshold": threshold, "fpr": a.fpr, "method": a.method, "units": unit,
+            {"threshold": threshold, "fpr": a.fpr, "method": a.method, "labels": labels,
+             **({"sigmas": list(sigmas)} if a.method == "denoise" else {}), "units": unit,
              "calibration_data": str(a.calibrate)}, indent=2))
     print(f"scored {len(scores)} items ({len(skipped)} unreadable, listed with the reason) -> {out}"
           + (f"; threshold {threshold:.4g} {unit} at FPR {a.fpr}" if threshold is not None else ""))

@@ -6,10 +6,19 @@ more anomalous. Methods:
   ode      probability-flow ODE negative log-likelihood, bits per dimension (continuous modalities);
   denoise  the denoising error ||D(x0 + sigma eps, sigma) - x0||^2 / sigma^2 averaged over a fixed set of noise
            levels (AnoDDPM-style), per dimension.
+
+A class-conditional model (classifier-free guidance) can score with `labels`:
+  given    each item's own condition (a label read from its name, or the null label when it has none);
+  null     the null label for every item: the model's unconditional branch, p(x);
+  best     every class label in turn, keeping the lowest score: for elbo/ode plus log2(C) / dims, since
+           -log p(x) <= min_c -log p(x | c) + log C under a uniform class prior (still an upper bound on
+           -log p(x)). Costs C times `given`; the conditional branches are trained on (1 - cond_dropout) of
+           the data, the null branch on cond_dropout of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Sequence
 
@@ -21,6 +30,7 @@ from .model import DiffusionModel
 from .modalities.base import Encoded
 
 METHODS = ("elbo", "ode", "denoise")
+LABEL_MODES = ("given", "null", "best")
 DENOISE_SIGMAS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -28,6 +38,8 @@ DENOISE_SIGMAS = (0.05, 0.1, 0.2, 0.5, 1.0)
 def denoise_error(model: DiffusionModel, batch: Encoded, seed: int = 0,
                   sigmas: Sequence[float] = DENOISE_SIGMAS) -> torch.Tensor:
     """Mean over `sigmas` of the per-dimension x0 error scaled by 1/sigma^2 (an eps-error), [B]."""
+    if not sigmas or not all(float(s) > 0 for s in sigmas):
+        raise ConfigError(f"denoise noise levels must be positive numbers (at least one), got {list(sigmas)}")
     x0 = batch.x0
     if not x0.is_floating_point():
         raise ConfigError(f"the denoise score needs continuous data, but {model.modality.name} items are "
@@ -46,14 +58,55 @@ def denoise_error(model: DiffusionModel, batch: Encoded, seed: int = 0,
     return total / len(sigmas)
 
 
-def score_batch(model: DiffusionModel, batch: Encoded, method: str = "elbo", seed: int = 0) -> torch.Tensor:
-    """Scores [B] (higher = more anomalous) in the units of `units(method)`."""
+def score_batch(model: DiffusionModel, batch: Encoded, method: str = "elbo", seed: int = 0,
+                labels: str = "given", sigmas: Sequence[float] = DENOISE_SIGMAS) -> torch.Tensor:
+    """Scores [B] (higher = more anomalous) in the units of `units(method)`; `labels` as in the module doc,
+    `sigmas` the noise levels of `denoise` (in the model's data units)."""
     if method not in METHODS:
         raise ConfigError(f"unknown scoring method {method!r}; choose one of {', '.join(METHODS)}")
+    if labels not in LABEL_MODES:
+        raise ConfigError(f"unknown label mode {labels!r}; choose one of {', '.join(LABEL_MODES)}")
+    if labels == "given":
+        return _score(model, batch, method, seed, sigmas)
+    key, null, num_classes = _class_condition(model)
+    if labels == "null":
+        return _score(model, _with_label(batch, key, null), method, seed, sigmas)
+    per_class = torch.stack([_score(model, _with_label(batch, key, c), method, seed, sigmas)
+                             for c in range(num_classes)])
+    best = per_class.min(0).values
+    if method != "denoise":
+        best = best + math.log2(num_classes) / model.units_per_item(batch)
+    return best
+
+
+def default_label_mode(model: DiffusionModel) -> str:
+    """'null' for a class-conditional model (every item scored alike, as p(x)), else 'given'."""
+    return "null" if model.null_cond() else "given"
+
+
+def _score(model: DiffusionModel, batch: Encoded, method: str, seed: int, sigmas: Sequence[float]
+           ) -> torch.Tensor:
     if method == "denoise":
-        return denoise_error(model, batch, seed)
+        return denoise_error(model, batch, seed, sigmas)
     nats = model.nll(batch, method=method, seed=seed).cpu()
     return nats / (model.units_per_item(batch) * math.log(2))
+
+
+def _class_condition(model: DiffusionModel) -> tuple[str, int, int]:
+    """(condition key, null value, number of classes) of a class-conditional model, else ConfigError."""
+    null = model.null_cond()
+    num_classes = int(getattr(model.modality, "num_classes", 0) or 0)
+    if len(null) != 1 or num_classes < 1:
+        raise ConfigError(f"label modes 'null' and 'best' need a class-conditional model; this "
+                          f"{model.modality.name} model has no class labels: score with labels 'given'")
+    (key, value), = null.items()
+    return key, int(value), num_classes
+
+
+def _with_label(batch: Encoded, key: str, value: int) -> Encoded:
+    """`batch` with condition `key` set to `value` for every item (other conditions and x0 shared)."""
+    label = torch.full((len(batch),), value, dtype=torch.long, device=batch.x0.device)
+    return dataclasses.replace(batch, cond={**batch.cond, key: label})
 
 
 def units(model: DiffusionModel, method: str) -> str:
@@ -63,7 +116,8 @@ def units(model: DiffusionModel, method: str) -> str:
 
 
 def score_items(model: DiffusionModel, items: Sequence[Any], method: str = "elbo", seed: int = 0,
-                batch_size: int = 64, progress: bool = False) -> list[float]:
+                batch_size: int = 64, progress: bool = False, labels: str = "given",
+                sigmas: Sequence[float] = DENOISE_SIGMAS) -> list[float]:
     """Scores of raw items, batched; deterministic for a seed (each batch's seed is seed + offset)."""
     from tqdm import tqdm
 
@@ -72,7 +126,7 @@ def score_items(model: DiffusionModel, items: Sequence[Any], method: str = "elbo
     starts = range(0, len(items), batch_size)
     for start in tqdm(starts, disable=not progress, desc=f"scoring ({method})"):
         batch = model.modality.encode(items[start:start + batch_size])
-        out.extend(score_batch(model, batch, method, seed + start).tolist())
+        out.extend(score_batch(model, batch, method, seed + start, labels, sigmas).tolist())
     return out
 
 

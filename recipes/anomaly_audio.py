@@ -17,14 +17,16 @@ same reader (resampling, peak level, centre pad/crop to `clip_seconds`) as the t
 With `--model RUN` no model is trained: RUN's saved model (for example the class-conditional digits model of
 `recipes/audio_spoken_digits.py`, trained on four FSDD speakers) scores the clips of the speaker it never
 heard (`--test-speaker`, default RUN/metrics.json's `held_out_speaker`) as the normal class. A conditional
-model scores every item with the null label (the classifier-free-guidance unconditional model), so the
-score is of p(clip) for normal clips and anomalies alike:
+model scores every item alike (no item's own label is used): `--labels null` (default) with the null label
+(the classifier-free-guidance unconditional branch, p(clip)), `--labels best` with each digit label in turn,
+keeping the lowest score (the clip explained as its most likely class; ten times the cost):
 
-    python recipes/anomaly_audio.py --normal ../shared/data/fsdd/recordings --model runs/fsdd --out runs/anomaly_fsdd
+    python recipes/anomaly_audio.py --normal ../shared/data/fsdd/recordings --model runs/fsdd --out runs/anomaly_fsdd \
+        --labels best
 
 Writes OUT/model/ (when it trains), OUT/metrics.json (per method: AUROC, AUPRC, TPR at 1% FPR over all anomalies and per
 anomaly type, items/s), OUT/report.md and OUT/roc.png. Config sections: modality_options, net,
-diffusion, train, eval (holdout, per_type, reversed, synthetic_per_speaker, batch_size, seeds).
+diffusion, train, eval (holdout, per_type, reversed, synthetic_per_speaker, batch_size, seeds, denoise_sigmas).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ DEFAULTS = {
     "train": {"batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "lr_schedule": "cosine", "ema_decay": 0.995,
               "precision": "fp32", "checkpoint_every": 1000, "log_every": 50, "grad_clip": 1.0},
     "eval": {"holdout": 0.1, "per_type": 40, "reversed": 40, "synthetic_per_speaker": 12, "batch_size": 32,
-             "seeds": 1},
+             "seeds": 1, "denoise_sigmas": list(scoring.DENOISE_SIGMAS)},
 }
 
 
@@ -82,9 +84,9 @@ def held_out_speaker(run: Path) -> str:
         raise SystemExit(f"{run}/metrics.json names no held-out speaker; pass --test-speaker") from None
 
 
-def score(model, items, method: str, seed: int, seeds: int, batch_size: int) -> list[float]:
-    """Scores averaged over `seeds` independent seeds (seed, seed + 1000, ...)."""
-    runs = [scoring.score_items(model, items, method, seed=seed + 1000 * r, batch_size=batch_size)
+def score(model, items, method: str, seed: int, seeds: int, batch_size: int, **options) -> list[float]:
+    """Scores averaged over `seeds` independent seeds (seed, seed + 1000, ...); `options` go to score_items."""
+    runs = [scoring.score_items(model, items, method, seed=seed + 1000 * r, batch_size=batch_size, **options)
             for r in range(seeds)]
     return [sum(v) / len(v) for v in zip(*runs)]
 
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--methods", default="denoise,elbo", help="comma-separated: elbo, ode, denoise")
     ap.add_argument("--model", help="score with this trained run/model folder instead of training one")
     ap.add_argument("--test-speaker", help="with --model: the held-out speaker whose clips are the normal class")
+    ap.add_argument("--labels", choices=["null", "best"],
+                    help="with a class-conditional --model: score with the null label (default) or the best label")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
@@ -110,6 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
     cfg["modality_options"] = {**cfg["modality_options"], "label_pattern": None}  # unconditional
     ev = cfg["eval"]
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    if a.labels and not a.model:
+        raise SystemExit("--labels needs --model (a class-conditional model): the model this recipe trains is "
+                         "unconditional")
     log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
 
     # --- normal data: random held-out split, or the speaker a given model never heard ----------------
@@ -174,12 +181,16 @@ def main(argv: list[str] | None = None) -> dict:
     n_params = sum(p.numel() for p in model.net.parameters())
 
     # --- score -------------------------------------------------------------------------------------
+    labels = a.labels or scoring.default_label_mode(model)
+    if labels != "given" and not modality.labels:
+        raise SystemExit(f"--labels {labels} needs a class-conditional --model; this model is unconditional")
     results, curves = {}, {}
     bs, seeds = int(ev["batch_size"]), int(ev["seeds"])
     for method in methods:
         t0 = time.time()
-        s_norm = score(model, test_items, method, a.seed, seeds, bs)
-        s_anom = score(model, anom_items, method, a.seed, seeds, bs)
+        options = {"labels": labels, "sigmas": [float(v) for v in ev["denoise_sigmas"]]}
+        s_norm = score(model, test_items, method, a.seed, seeds, bs, **options)
+        s_anom = score(model, anom_items, method, a.seed, seeds, bs, **options)
         rate = (len(s_norm) + len(s_anom)) * seeds / (time.time() - t0)
         per_type = {k: scoring.separation(s_norm, [s for s, t in zip(s_anom, types) if t == k]) for k in kinds}
         mean = lambda v: sum(v) / len(v)  # noqa: E731
@@ -195,13 +206,16 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {
         "normal_data": str(data) if a.normal else f"synthetic notes ({data})", "anomalies": str(anom_root),
         "anomalies_generated": generated, "model": a.model or str(out / "model"),
-        "conditioning": ("null label of a class-conditional model" if modality.labels else "unconditional"),
+        "conditioning": {"null": "null label of a class-conditional model",
+                         "best": "best of the class labels of a class-conditional model (lowest score)",
+                         "given": "unconditional"}[labels], "labels": labels,
         "normal_split": normal_split,
         "train_clips": len(train_items), "test_normal": len(test_items), "test_anomalous": len(anom_items),
         "anomaly_counts": {k: types.count(k) for k in kinds}, "skipped": skipped + anom_skipped,
         "preset": modality.preset.to_dict(), "net_params": n_params, "train_steps": train_metrics["step"],
         "train_loss": train_metrics.get("loss"), "train_seconds": round(train_seconds, 1),
-        "threads": torch.get_num_threads(), "score_seeds": seeds, "methods": results,
+        "threads": torch.get_num_threads(), "score_seeds": seeds, "denoise_sigmas": ev["denoise_sigmas"],
+        "methods": results,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     scoring.plot_roc({f"{m} (AUROC {results[m]['auroc']:.3f})": c for m, c in curves.items()}, out / "roc.png",

@@ -82,6 +82,11 @@ def test_anomaly_audio_recipe_end_to_end(tmp_path):
                                        "--methods", "denoise", "--quiet"])
     assert m3["test_normal"] == 10 and m3["normal_split"] == "speaker 'bell'" and m3["train_steps"] == 8
     assert m3["model"] == str(out) and not (tmp_path / "run3" / "model").exists()
+    assert m3["labels"] == "given" and m3["conditioning"] == "unconditional"
+    for extra in (["--model", str(out), "--test-speaker", "bell"], []):  # unconditional model / none given
+        with pytest.raises(SystemExit, match="class-conditional"):
+            recipe("anomaly_audio").main(["--out", str(tmp_path / "run4"), "--normal", str(out / "data"),
+                                          "--labels", "best", "--config", str(cfg), "--quiet"] + extra)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import torch
 from analytic import Gaussian, Mixture
 from multidiff import scoring
 from multidiff.cli import main
+from multidiff.run import load
 from multidiff.errors import ConfigError
 from multidiff.model import DiffusionConfig, DiffusionModel
 from multidiff.modalities.vector.modality import VectorConfig, VectorModality
@@ -99,17 +100,25 @@ def test_elbo_bounds_the_exact_nll_and_ranks_by_density():
     assert spearman(s, -g.log_prob(spread)) > 0.8
 
 
-def test_denoise_score_matches_its_expectation_per_dimension():
+@pytest.mark.parametrize("sigmas", [scoring.DENOISE_SIGMAS, (1.0, 2.0)])
+def test_denoise_score_matches_its_expectation_per_dimension(sigmas):
     """For N(mu, S^2) and the exact denoiser, E||D(x0 + s eps, s) - x0||^2 / s^2 per dimension is
-    (S^4 + s^2 r^2) / (S^2 + s^2)^2 with r = x0 - mu: it grows with the distance from the mean."""
+    (S^4 + s^2 r^2) / (S^2 + s^2)^2 with r = x0 - mu: it grows with the distance from the mean. Checked for
+    the default noise levels and a user's own."""
     g = Gaussian(mu=0.3, std=0.5)
     model = analytic_model(g.denoiser, 16)
     for r in (0.0, 0.5, 1.5):
         item = np.full(16, g.mu + r, np.float32)
-        s = scoring.score_items(model, [item] * 64, "denoise", seed=3, batch_size=64)
-        expected = np.mean([(g.std ** 4 + sig ** 2 * r ** 2) / (g.std ** 2 + sig ** 2) ** 2
-                            for sig in scoring.DENOISE_SIGMAS])
+        s = scoring.score_items(model, [item] * 64, "denoise", seed=3, batch_size=64, sigmas=sigmas)
+        expected = np.mean([(g.std ** 4 + sig ** 2 * r ** 2) / (g.std ** 2 + sig ** 2) ** 2 for sig in sigmas])
         assert abs(np.mean(s) - expected) < 0.03 * expected + 0.01, (r, np.mean(s), expected)
+
+
+def test_denoise_noise_levels_must_be_positive():
+    model = analytic_model(Gaussian().denoiser, 2)
+    for bad in ([], [1.0, 0.0], [-0.5]):
+        with pytest.raises(ConfigError, match="noise levels"):
+            scoring.score_items(model, [np.zeros(2, np.float32)], "denoise", sigmas=bad)
 
 
 def test_scores_are_deterministic_for_a_seed():
@@ -254,6 +263,29 @@ def test_cli_score_is_deterministic(vector_run):
     assert outs[0] == outs[1] and outs[0].count("\n") == 51
 
 
+def test_cli_score_labels_on_an_unconditional_model_is_a_clear_error(vector_run, capsys):
+    d = vector_run
+    assert main(["score", str(d / "run"), "--data", str(d / "val.npy"), "--out", str(d / "s.csv"),
+                 "--method", "denoise", "--labels", "best"]) == 2
+    assert "class-conditional" in capsys.readouterr().err and not (d / "s.csv").exists()
+    assert main(["score", str(d / "run"), "--data", str(d / "val.npy"), "--out", str(d / "s.csv"),
+                 "--method", "denoise", "--sigmas", "1,two"]) == 2
+    assert "--sigmas" in capsys.readouterr().err
+
+
+def test_cli_score_sigmas_set_the_denoise_noise_levels(vector_run):
+    """`--sigmas 1,2` gives what score_items gives with those levels (and not the defaults' scores)."""
+    d = vector_run
+    assert main(["score", str(d / "run"), "--data", str(d / "val.npy"), "--out", str(d / "s12.csv"),
+                 "--method", "denoise", "--sigmas", "1,2", "--calibrate", str(d / "val.npy")]) == 0
+    got = [float(r["score"]) for r in csv.DictReader(open(d / "s12.csv"))]
+    model = load(d / "run")
+    items, _ = model.modality.read(d / "val.npy")
+    assert got == pytest.approx(scoring.score_items(model, items, "denoise", sigmas=[1.0, 2.0]), rel=1e-5)
+    assert got != pytest.approx(scoring.score_items(model, items, "denoise"), rel=1e-3)
+    assert json.loads((d / "s12.threshold.json").read_text())["sigmas"] == [1.0, 2.0]
+
+
 def test_auprc_matches_scikit_learn_with_many_ties():
     metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is in the dev extra")
     rng = np.random.default_rng(0)
@@ -272,3 +304,74 @@ def test_denoise_score_on_text_says_to_use_elbo():
     model = DiffusionModel(text, {"embed_dim": 8, "hidden": 16, "layers": 1, "heads": 2})
     with pytest.raises(ConfigError, match="elbo"):
         scoring.score_batch(model, text.encode(lines[:2]), "denoise")
+
+
+# ------------------------------------------------------------------------------- label modes
+class TwoClasses:
+    """A class-conditional model with exact denoisers: label c -> Gaussian component c, label 2 (the null
+    label) or no label -> their equal-weight mixture (what a classifier-free-guidance model's branches learn)."""
+
+    def __init__(self, dims: int):
+        self.means, self.stds = [-1.0, 1.5], [0.5, 0.3]
+        self.parts = [Mixture([1.0], [[m] * dims], [s]) for m, s in zip(self.means, self.stds)]
+        self.mixture = Mixture([0.5, 0.5], [[m] * dims for m in self.means], self.stds)
+
+    def denoiser(self, x, sigma, label=None, **_):
+        out = self.mixture.denoiser(x, sigma)
+        for c, part in enumerate(self.parts):
+            pick = label == c if label is not None else torch.zeros(len(x), dtype=torch.bool)
+            if pick.any():
+                out[pick] = part.denoiser(x[pick], sigma[pick])
+        return out
+
+    def model(self, dims: int) -> DiffusionModel:
+        model = analytic_model(self.denoiser, dims)
+        model.modality.num_classes = 2
+        model.modality.null_cond = lambda: {"label": 2}
+        return model
+
+
+def test_best_label_denoise_score_is_the_nearest_class_expectation():
+    """labels='best' keeps the lower of the two class-conditional errors; with exact denoisers each has the
+    closed form of the single-Gaussian test, so the score is the smaller expectation, point by point."""
+    dims = 16
+    two = TwoClasses(dims)
+    model = two.model(dims)
+
+    def expected(x0: float, mean: float, std: float) -> float:
+        r = x0 - mean
+        return float(np.mean([(std ** 4 + s ** 2 * r ** 2) / (std ** 2 + s ** 2) ** 2 for s in scoring.DENOISE_SIGMAS]))
+
+    for x0 in (-1.0, -0.3, 0.4, 1.5, 2.5):
+        s = scoring.score_items(model, [np.full(dims, x0, np.float32)] * 64, "denoise", seed=3, batch_size=64,
+                                labels="best")
+        want = min(expected(x0, m, sd) for m, sd in zip(two.means, two.stds))
+        assert abs(np.mean(s) - want) < 0.05 * want + 0.01, (x0, np.mean(s), want)
+
+
+def test_best_label_elbo_is_an_upper_bound_between_the_class_nlls_and_the_mixture():
+    """-log p(x) <= min_c -log p(x|c) + log 2 for an equal-weight mixture: on 512 mixture draws the mean
+    'best' bound is >= the exact mixture NLL and equals min_c NLL + 1 bit within Monte Carlo noise; the
+    'null' bound (the mixture branch) matches the exact mixture NLL."""
+    dims = 4
+    two = TwoClasses(dims)
+    model = two.model(dims)
+    x, _ = two.mixture.sample(512, torch.Generator().manual_seed(2))
+    items = list(x.numpy())
+    exact = -two.mixture.log_prob(x, sigma=SIGMA_MIN) / (dims * LN2)
+    per_class = torch.stack([-p.log_prob(x, sigma=SIGMA_MIN) for p in two.parts]) / (dims * LN2)
+    best = torch.tensor(scoring.score_items(model, items, "elbo", seed=0, batch_size=128, labels="best"))
+    null = torch.tensor(scoring.score_items(model, items, "elbo", seed=0, batch_size=128, labels="null"))
+    assert float((best - exact).mean()) > -0.1
+    assert abs(float((best - (per_class.min(0).values + 1 / dims)).mean())) < 0.1
+    assert abs(float((null - exact).mean())) < 0.1
+
+
+def test_label_modes_need_a_class_conditional_model():
+    model = analytic_model(Gaussian().denoiser, 2)
+    x = [np.zeros(2, np.float32)]
+    for mode in ("null", "best"):
+        with pytest.raises(ConfigError, match="class-conditional"):
+            scoring.score_items(model, x, "denoise", labels=mode)
+    with pytest.raises(ConfigError, match="label mode"):
+        scoring.score_items(model, x, "denoise", labels="all")

@@ -96,6 +96,11 @@ def test_official_checkpoint_loads_and_matches_reference(tmp_path, cfg):
         out = voc.decode(mel, preset="hifigan-22k")
         assert out.shape == (2, 256 * 6)
         assert torch.allclose(out, ref, atol=1e-5), float((out - ref).abs().max())
+    # in bfloat16 (the fast CPU path of benchmarks/vocoder_speed.py): the mel is cast to the weights' dtype and
+    # the waveform comes back as float32, within bfloat16 rounding of the reference
+    out = HiFiGANVocoder.from_checkpoint(tmp_path / "g_00000001").to(torch.bfloat16).decode(mel)
+    rel = float((out - ref).norm() / ref.norm())
+    assert out.dtype == torch.float32 and 1e-4 < rel < 0.03, rel
     # and the official layout is what we write back
     voc = HiFiGANVocoder.from_checkpoint(tmp_path / "g_00000001", tmp_path / "config.json", fold_weight_norm=False)
     assert set(voc.generator.official_state_dict()) == set(sd)
