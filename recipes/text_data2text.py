@@ -1,11 +1,15 @@
 """Data-to-text (E2E): meaning representation -> sentence by partial noising (DiffuSeq), evaluated on held-out MRs.
 
     python recipes/text_data2text.py --out runs/text_d2t [--data E2E_FILE] [--max-steps N] [--seed S]
-                                     [--config OVERRIDES.yaml]
+                                     [--config OVERRIDES.yaml] [--model RUN/model]
 
 --data: lines ``slot : value | slot : value ...||sentence`` (E2E as in Diffusion-LM's files); default: the
 embedded synthetic restaurant corpus (same format, made by the project). Split 90/10 by MR; one output
-per held-out MR at `eval.steps` NFE (MBR over `eval.mbr` candidates when > 1).
+per held-out MR at `eval.steps` NFE. With `eval.mbr` = k > 1 candidates per MR, one is kept by `eval.select`:
+`mbr` (the candidate closest in BLEU to the others) or `slots` (the fewest slot errors against the MR: a
+reranker that reads the MR only, and optimises what the slot error rate measures; k x the NFE).
+--model evaluates a saved model (this recipe's OUT/model, same --data and --seed for the same split) with
+this config's sampling settings (modality_options.temperature, guidance; eval) instead of training one.
 Metrics: corpus BLEU-4 against all references of the MR, ROUGE-L, slot error rate, the bound on the
 held-out sentences given their MR, sequences per second.
 Writes OUT/model/, OUT/samples.txt (MR || output), OUT/metrics.json, OUT/report.md.
@@ -25,29 +29,20 @@ import torch
 from multidiff.config import from_dict
 from multidiff.model import DiffusionConfig, DiffusionModel, build_modality
 from multidiff.modalities.text.evaluate import (bound_per_token, data2text_quality, group_by_mr, mbr_select,
-                                                timed_generate)
+                                                slot_select, timed_generate)
+from multidiff.modalities.text.metrics import slot_values
 from multidiff.train.trainer import TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from text_unconditional import load_config, read_examples  # noqa: E402
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data")
-    ap.add_argument("--out", default="runs/text_data2text")
-    ap.add_argument("--max-steps", type=int, default=1500)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--config", help="YAML overrides of recipes/configs/text.yaml + text_data2text.yaml")
-    ap.add_argument("--max-sources", type=int, default=0, help="evaluate on at most this many held-out MRs")
-    ap.add_argument("--quiet", action="store_true")
-    a = ap.parse_args(argv)
-    torch.manual_seed(a.seed)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(str(Path(__file__).parent / "configs" / "text_data2text.yaml"), a.config)
-    log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
+SELECT = ("mbr", "slots")
 
+
+def train_model(cfg: dict, a: argparse.Namespace, out: Path, log):
+    """Build and train the data2text model from the config: (model, train, test, data_report, train
+    metrics, seconds)."""
     modality = build_modality("text", cfg["modality_options"])
     train, test, data_report = read_examples(modality, a.data, a.seed)
     modality.prepare(train)
@@ -67,36 +62,78 @@ def main(argv=None) -> int:
     train_s = time.time() - t0
     if trainer.ema is not None:
         trainer.ema.copy_to(model)
+    return model, train, test, data_report, train_metrics, train_s
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data")
+    ap.add_argument("--out", default="runs/text_data2text")
+    ap.add_argument("--max-steps", type=int, default=1500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", help="YAML overrides of recipes/configs/text.yaml + text_data2text.yaml")
+    ap.add_argument("--max-sources", type=int, default=0, help="evaluate on at most this many held-out MRs")
+    ap.add_argument("--model", help="evaluate this saved model folder instead of training one")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args(argv)
+    torch.manual_seed(a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(str(Path(__file__).parent / "configs" / "text_data2text.yaml"), a.config)
+    log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
+
+    ev = cfg["eval"]
+    if ev.get("select", "mbr") not in SELECT:
+        raise SystemExit(f"eval.select {ev.get('select')!r}: choose one of {', '.join(SELECT)}")
+    if a.model:
+        model = DiffusionModel.from_pretrained(a.model).eval()
+        modality = model.modality
+        if getattr(modality.config, "task", None) != "data2text":
+            raise SystemExit(f"--model {a.model} is not a data2text text model (task "
+                             f"{getattr(modality.config, 'task', modality.name)!r}); train one with this recipe")
+        train, test, data_report = read_examples(modality, a.data, a.seed)
+        train_metrics, train_s = {"step": None}, 0.0
+        log(f"data2text: evaluating {a.model} on {len(test)} test pairs (nothing trained)")
+    else:
+        model, train, test, data_report, train_metrics, train_s = train_model(cfg, a, out, log)
+        modality = model.modality
     net = model.net.eval()
 
     sources, refs = group_by_mr(test)
     if a.max_sources:
         sources, refs = sources[:a.max_sources], refs[:a.max_sources]
-    k, steps = max(1, ev.get("mbr", 1)), ev.get("steps", 20)
+    k, steps, select = max(1, ev.get("mbr", 1)), ev.get("steps", 20), ev.get("select", "mbr")
+    mo = cfg["modality_options"]
+    sampling = {"text": {key: mo[key] for key in ("temperature", "guidance") if key in mo}}
     cands = []
     speed = None
     for j in range(k):
         outs, sp = timed_generate(modality, net, len(sources), steps=steps, method=ev.get("method", "euler"),
-                                  seed=a.seed + 1000 * j, source=sources)
+                                  seed=a.seed + 1000 * j, source=sources, diffusion_config=sampling)
         cands.append(outs)
         speed = speed or sp
-    outputs = mbr_select([list(c) for c in zip(*cands)])
+    per_source = [list(c) for c in zip(*cands)]
+    outputs = (mbr_select(per_source) if select == "mbr"
+               else slot_select(sources, per_source, slot_values([e.mr for e in train + test])))
     quality = data2text_quality(sources, refs, outputs, train + test)
     bound = bound_per_token(modality, net, modality.encode(test), repeats=ev.get("bound_repeats", 2), seed=a.seed)
     (out / "samples.txt").write_text("".join(f"{s.mr_text}||{o}\n" for s, o in zip(sources, outputs)), "utf-8")
     metrics = {**data_report, "read_counts": modality.report(), "vocab": modality.tokenizer.vocab_size,
                "params": model.net.num_params(), "train_steps": train_metrics.get("step"),
-               "train_seconds": round(train_s, 1), "nfe": steps, "mbr": k, **quality,
+               "train_seconds": round(train_s, 1), "model": a.model or str(out / "model"), "nfe": steps,
+               "candidates": k, "select": select, "sampling_settings": sampling["text"], **quality,
                "bound_nats_per_token": bound["nats_per_token"], "bound": bound, "sampling": speed}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     lines = ["# Data-to-text (partial noising)", "",
              f"Data: {metrics['data']} - {metrics['train']} train / {metrics['test']} test pairs (split by MR), "
              f"{quality['sources']} held-out MRs. Network {metrics['params']:,} parameters, "
-             f"{metrics['train_steps']} steps in {train_s:.0f} s.", "",
+             + (f"saved model `{a.model}` (not trained here)." if a.model
+                else f"{metrics['train_steps']} steps in {train_s:.0f} s."), "",
              "| BLEU-4 | ROUGE-L | slot error rate | bound nats/token | seq/s |", "|---|---|---|---|---|",
              f"| {quality['bleu']:.3f} | {quality['rouge_l']:.3f} | {quality['slot_error_rate']:.3f} | "
              f"{bound['nats_per_token']:.3f} | {speed['seq_per_s']:.1f} |", "",
-             f"{steps} NFE per output ({ev.get('method', 'euler')}), MBR over {k} candidate(s). Slot error rate = MR "
+             f"{steps} NFE per candidate ({ev.get('method', 'euler')}), {k} candidate(s) per MR"
+             + (f", kept by {select}" if k > 1 else "") + ". Slot error rate = MR "
              "values missing from or contradicted by the output, over all slots (target <= 0.10).", "",
              "Input accounting: " + json.dumps(metrics["read_counts"]), "", "First outputs:", ""]
     lines += [f"- `{s.mr_text}` -> {o}" for s, o in list(zip(sources, outputs))[:10]] + [""]

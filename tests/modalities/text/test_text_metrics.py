@@ -66,6 +66,19 @@ def test_slot_errors():
     assert slot_values(mrs)["name"] == {"The Eagle", "Aromi"}
 
 
+def test_slot_select_keeps_the_candidate_that_realises_its_mr():
+    from multidiff.modalities.text.corpus import Example
+    from multidiff.modalities.text.evaluate import slot_select
+    eagle = Example(text="", mr={"name": "The Eagle", "food": "Chinese", "area": "riverside"})
+    aromi = Example(text="", mr={"name": "Aromi", "family friendly": "yes"})
+    vals = {"food": {"Chinese", "Italian"}, "area": {"riverside", "city centre"}}
+    cands = [["The Eagle serves Italian food by the riverside .",        # food contradicted: 1 error
+              "The Eagle serves Chinese food by the riverside .",        # 0 errors
+              "It serves Chinese food in the city centre ."],            # name missing, area contradicted: 2
+             ["Aromi is not family friendly .", "Aromi is family friendly .", "Aromi is kid friendly ."]]
+    assert slot_select([eagle, aromi], cands, vals) == [cands[0][1], cands[1][1]]  # ties: the first one
+
+
 def test_synthetic_references_have_no_slot_errors():
     """Every template of the embedded corpus realises every slot the way the SER matcher reads it."""
     from multidiff.modalities.text import synthetic_corpus

@@ -90,3 +90,12 @@ def test_data2text_recipe(tmp_path, tiny):
     m = json.loads((out / "metrics.json").read_text())
     assert 0 <= m["slot_error_rate"] <= 1 and m["sources"] == 4
     assert all("||" in line for line in (out / "samples.txt").read_text().splitlines())
+    # the saved model re-evaluated with another selection: nothing trained, slot reranking over 2 candidates
+    sel = tmp_path / "sel.yaml"
+    sel.write_text(tiny.read_text().replace("mbr: 1", "mbr: 2, select: slots"))
+    out2 = tmp_path / "d2"
+    assert _load("text_data2text").main(["--out", str(out2), "--model", str(out / "model"), "--config", str(sel),
+                                         "--max-sources", "4", "--quiet"]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert (m2["candidates"], m2["select"], m2["train_steps"]) == (2, "slots", None)
+    assert not (out2 / "model").exists() and "not trained here" in (out2 / "report.md").read_text()
