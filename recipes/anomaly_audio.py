@@ -184,11 +184,11 @@ def main(argv: list[str] | None = None) -> dict:
     labels = a.labels or scoring.default_label_mode(model)
     if labels != "given" and not modality.labels:
         raise SystemExit(f"--labels {labels} needs a class-conditional --model; this model is unconditional")
+    options = {"labels": labels, "sigmas": [float(v) for v in ev["denoise_sigmas"]]}
     results, curves = {}, {}
     bs, seeds = int(ev["batch_size"]), int(ev["seeds"])
     for method in methods:
         t0 = time.time()
-        options = {"labels": labels, "sigmas": [float(v) for v in ev["denoise_sigmas"]]}
         s_norm = score(model, test_items, method, a.seed, seeds, bs, **options)
         s_anom = score(model, anom_items, method, a.seed, seeds, bs, **options)
         rate = (len(s_norm) + len(s_anom)) * seeds / (time.time() - t0)
