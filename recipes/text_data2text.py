@@ -1,7 +1,7 @@
 """Data-to-text (E2E): meaning representation -> sentence by partial noising (DiffuSeq), evaluated on held-out MRs.
 
     python recipes/text_data2text.py --out runs/text_d2t [--data E2E_FILE] [--max-steps N] [--seed S]
-                                     [--config OVERRIDES.yaml] [--model RUN/model]
+                                     [--config OVERRIDES.yaml] [--model RUN/model] [--resume]
 
 --data: lines ``slot : value | slot : value ...||sentence`` (E2E as in Diffusion-LM's files); default: the
 embedded synthetic restaurant corpus (same format, made by the project). Split 90/10 by MR; one output
@@ -10,6 +10,7 @@ per held-out MR at `eval.steps` NFE. With `eval.mbr` = k > 1 candidates per MR, 
 reranker that reads the MR only, and optimises what the slot error rate measures; k x the NFE).
 --model evaluates a saved model (this recipe's OUT/model, same --data and --seed for the same split) with
 this config's sampling settings (modality_options.temperature, guidance; eval) instead of training one.
+--resume continues OUT's stopped run from its last checkpoint (as in text_unconditional.py).
 Metrics: corpus BLEU-4 against all references of the MR, ROUGE-L, slot error rate, the bound on the
 held-out sentences given their MR, sequences per second.
 Writes OUT/model/, OUT/samples.txt (MR || output), OUT/metrics.json, OUT/report.md.
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,14 +27,14 @@ from pathlib import Path
 import torch
 
 from multidiff.config import from_dict
-from multidiff.model import DiffusionConfig, DiffusionModel, build_modality
+from multidiff.model import DiffusionModel
 from multidiff.modalities.text.evaluate import (bound_per_token, data2text_quality, group_by_mr, mbr_select,
                                                 slot_select, timed_generate)
 from multidiff.modalities.text.metrics import slot_values
 from multidiff.train.trainer import TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from text_unconditional import load_config, read_examples  # noqa: E402
+from text_unconditional import build_model, load_config, read_examples  # noqa: E402
 
 
 SELECT = ("mbr", "slots")
@@ -43,22 +43,15 @@ SELECT = ("mbr", "slots")
 def train_model(cfg: dict, a: argparse.Namespace, out: Path, log):
     """Build and train the data2text model from the config: (model, train, test, data_report, train
     metrics, seconds)."""
-    modality = build_modality("text", cfg["modality_options"])
-    train, test, data_report = read_examples(modality, a.data, a.seed)
-    modality.prepare(train)
-    ev = cfg["eval"]
-    model = DiffusionModel(modality, cfg.get("net", {}), DiffusionConfig(sampler=ev.get("method", "euler"),
-                                                                         steps=ev.get("steps", 20)))
-    sd, mo = float(model.net.sigma_data()), modality.config
-    model.diffusion.sigma_min = sd * math.exp(-mo.logsnr_max / 2)
-    model.diffusion.sigma_max = sd * math.exp(-mo.logsnr_min / 2)
+    model, train, test, data_report = build_model(cfg, a, out, "data2text")
+    modality = model.modality
     tcfg = from_dict(TrainConfig, {**cfg.get("train", {}), "max_steps": a.max_steps, "seed": a.seed,
                                    "quiet": a.quiet or not sys.stderr.isatty()}, "train")
     log(f"data2text: {len(train)} train / {len(test)} test pairs, vocabulary {modality.tokenizer.vocab_size}, "
         f"network {model.net.num_params():,} parameters")
     t0 = time.time()
     trainer = Trainer(model, modality.encode(train), tcfg, out)
-    train_metrics = trainer.train()
+    train_metrics = trainer.train(resume=a.resume)
     train_s = time.time() - t0
     if trainer.ema is not None:
         trainer.ema.copy_to(model)
@@ -74,6 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="YAML overrides of recipes/configs/text.yaml + text_data2text.yaml")
     ap.add_argument("--max-sources", type=int, default=0, help="evaluate on at most this many held-out MRs")
     ap.add_argument("--model", help="evaluate this saved model folder instead of training one")
+    ap.add_argument("--resume", action="store_true", help="continue OUT's run from its last checkpoint")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
@@ -85,6 +79,8 @@ def main(argv=None) -> int:
     ev = cfg["eval"]
     if ev.get("select", "mbr") not in SELECT:
         raise SystemExit(f"eval.select {ev.get('select')!r}: choose one of {', '.join(SELECT)}")
+    if a.model and a.resume:
+        raise SystemExit("--model evaluates a saved model and --resume continues training: give one of them")
     if a.model:
         model = DiffusionModel.from_pretrained(a.model).eval()
         modality = model.modality

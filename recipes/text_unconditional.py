@@ -1,7 +1,7 @@
 """Unconditional text diffusion: train on a line-per-example file, sample, evaluate against an AR model.
 
     python recipes/text_unconditional.py --out runs/text [--data FILE] [--max-steps N] [--seed S]
-                                         [--config OVERRIDES.yaml] [--judge AR_RUN/model]
+                                         [--config OVERRIDES.yaml] [--judge AR_RUN/model] [--resume]
 
 --data: any text file with one example per line, or E2E's ``MR||sentence`` lines (the sentence side is
 used). Default: the project's embedded synthetic restaurant corpus (made by `synthetic_corpus`, not real
@@ -9,6 +9,8 @@ data). The split is 90/10 by MR (or by distinct line). An AR judge (GPT-2 config
 of steps unless --judge-steps) is trained unless --judge points at one (recipes/text_ar_baseline.py);
 its held-out NLL is the likelihood baseline.
 Writes OUT/model/ (multidiff sample|nll accept it), OUT/samples.txt, OUT/metrics.json, OUT/report.md.
+--resume continues OUT's run from its last checkpoint (its tokenizer and network; the same --data, --seed and
+training settings, a larger --max-steps allowed: the cosine schedule then spans the new total).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from multidiff.model import DiffusionConfig, DiffusionModel, build_modality
 from multidiff.modalities.text import corpus
 from multidiff.modalities.text.evaluate import bound_per_token, timed_generate, unconditional_quality
 from multidiff.modalities.text.metrics import ARJudge
+from multidiff.train import has_checkpoint
 from multidiff.train.trainer import TrainConfig, Trainer
 
 HERE = Path(__file__).resolve().parent
@@ -59,6 +62,33 @@ def read_examples(modality, data: str | None, seed: int):
                          "skipped_examples": [f"{w}: {r}" for w, r in skipped[:20]], "skipped": len(skipped)}
 
 
+def build_model(cfg: dict, a: argparse.Namespace, out: Path, task: str):
+    """(model, train, test, read report): a new text model for `task` prepared on the training split of
+    `a.data`, or with `a.resume` the tokenizer and network of OUT's checkpoint (the Trainer then restores its
+    weights, optimizer and step). Sampling settings from cfg["eval"]; the sampling grid spans the trained
+    logSNR range."""
+    ev = cfg["eval"]
+    diffusion = DiffusionConfig(sampler=ev.get("method", "euler"), steps=ev.get("steps", 20))
+    if a.resume:
+        if not has_checkpoint(out):
+            raise SystemExit(f"--resume: {out} holds no checkpoint (model/); start without --resume")
+        model = DiffusionModel.from_pretrained(out, ema=False)
+        saved = getattr(model.modality.config, "task", model.modality.name)
+        if saved != task:
+            raise SystemExit(f"--resume: the checkpoint in {out} is a {saved} model, not {task}; choose another --out")
+        model.diffusion = diffusion
+        train, test, data_report = read_examples(model.modality, a.data, a.seed)
+    else:
+        modality = build_modality("text", {**cfg.get("modality_options", {}), "task": task})
+        train, test, data_report = read_examples(modality, a.data, a.seed)
+        modality.prepare(train)
+        model = DiffusionModel(modality, cfg.get("net", {}), diffusion)
+    sd, mo = float(model.net.sigma_data()), model.modality.config
+    model.diffusion.sigma_min = sd * math.exp(-mo.logsnr_max / 2)
+    model.diffusion.sigma_max = sd * math.exp(-mo.logsnr_min / 2)
+    return model, train, test, data_report
+
+
 def train_judge(tok, texts, test, settings: dict, steps: int, seed: int, log, eval_every: int = 0):
     """(judge, held-out curve [(step, nats/token)]): the AR model trained on `texts` for `steps`."""
     judge = ARJudge(tok, layers=settings.get("layers", 4), hidden=settings.get("hidden", 128),
@@ -78,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="YAML overrides of recipes/configs/text.yaml")
     ap.add_argument("--judge", help="folder of an AR judge saved by text_ar_baseline.py (OUT/model)")
     ap.add_argument("--judge-steps", type=int, help="steps of the AR judge trained here (default --max-steps)")
+    ap.add_argument("--resume", action="store_true", help="continue OUT's run from its last checkpoint")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
@@ -86,15 +117,8 @@ def main(argv=None) -> int:
     cfg = load_config(a.config)
     log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
 
-    modality = build_modality("text", {**cfg.get("modality_options", {}), "task": "unconditional"})
-    train, test, data_report = read_examples(modality, a.data, a.seed)
-    modality.prepare(train)
-    diffusion = DiffusionConfig(sampler=cfg["eval"].get("method", "euler"), steps=cfg["eval"].get("steps", 20))
-    model = DiffusionModel(modality, cfg.get("net", {}), diffusion)
-    sd = float(model.net.sigma_data())                 # the saved model's own grid covers the trained range
-    mo = modality.config
-    model.diffusion.sigma_min = sd * math.exp(-mo.logsnr_max / 2)
-    model.diffusion.sigma_max = sd * math.exp(-mo.logsnr_min / 2)
+    model, train, test, data_report = build_model(cfg, a, out, "unconditional")
+    modality = model.modality
     every = cfg["eval"].get("curve_every", 0)
     tcfg = from_dict(TrainConfig, {**cfg.get("train", {}), "max_steps": a.max_steps, "seed": a.seed, "eval_every": every,
                                    "quiet": a.quiet or not sys.stderr.isatty()}, "train")
@@ -102,16 +126,17 @@ def main(argv=None) -> int:
     log(f"text: {len(train)} train / {len(test)} test sentences, vocabulary {modality.tokenizer.vocab_size}, "
         f"network {model.net.num_params():,} parameters")
     t0 = time.time()
-    curve: list[dict] = []
+    curve = logged_curve(out) if a.resume else []   # minutes count from the start of each invocation
 
     def bound_curve(m, step: int) -> dict:   # held-out bound (EMA weights, one estimate per sentence)
         b = bound_per_token(m.modality, m.net, enc_test, repeats=1, seed=a.seed)["nats_per_token"]
-        curve.append({"step": step, "train_seconds": round(time.time() - t0, 1), "bound": b})
+        seconds = round(time.time() - t0, 1)
+        curve.append({"step": step, "train_seconds": seconds, "bound": b})
         log(f"step {step}: held-out bound {b:.3f} nats/token")
-        return {"bound_nats_per_token": b}
+        return {"bound_nats_per_token": b, "train_seconds": seconds}
 
     trainer = Trainer(model, enc_train, tcfg, out, eval_fn=bound_curve if every else None)
-    train_metrics = trainer.train()
+    train_metrics = trainer.train(resume=a.resume)
     train_s = time.time() - t0
     if trainer.ema is not None:
         trainer.ema.copy_to(model)
@@ -149,7 +174,7 @@ def main(argv=None) -> int:
         "bound_over_ar": bound["nats_per_token"] / ar_nll, "curve": with_ar(curve, ar_curve),
         "logsnr_mass_in_[-4,2]": sampler.mass_in(-4, 2),
         "quality": quality, "sampling": speed, "sampler": {"method": cfg["eval"].get("method", "euler"),
-                                                            "steps": steps, "grid": mo.grid},
+                                                            "steps": steps, "grid": modality.config.grid},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_report(out, metrics, samples)
@@ -163,6 +188,17 @@ def main(argv=None) -> int:
     print(f"text (unconditional): bound/AR {metrics['bound_over_ar']:.2f}, judge ppl ratio "
           f"{q.get('judge_ppl_ratio', float('nan')):.2f}; report: {out / 'report.md'}")
     return 0
+
+
+def logged_curve(out: Path) -> list[dict]:
+    """The held-out bound curve a run logged in OUT/log.jsonl before it was resumed (minutes where logged)."""
+    curve = []
+    for line in (out / "log.jsonl").read_text().splitlines() if (out / "log.jsonl").exists() else []:
+        rec = json.loads(line)
+        if rec.get("event") == "eval" and "bound_nats_per_token" in rec:
+            curve.append({"step": rec["step"], "train_seconds": rec.get("train_seconds"),
+                          "bound": rec["bound_nats_per_token"]})
+    return curve
 
 
 def with_ar(curve: list[dict], ar_curve: list) -> list[dict]:
@@ -204,13 +240,17 @@ def write_report(out: Path, m: dict, samples: list[str]) -> None:
     (out / "report.md").write_text("\n".join(lines))
 
 
+def minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f}"
+
+
 def curve_table(curve: list[dict]) -> list[str]:
     if not curve:
         return []
-    rows = [f"| {c['step']} | {c['train_seconds'] / 60:.1f} | {c['bound']:.3f} | {c.get('ar_nll', float('nan')):.3f} | "
+    rows = [f"| {c['step']} | {minutes(c['train_seconds'])} | {c['bound']:.3f} | {c.get('ar_nll', float('nan')):.3f} | "
             f"{c.get('ratio', float('nan')):.2f} |" for c in curve]
     return ["## Bound over training (one estimate per sentence, EMA weights)", "",
-            "| step | minutes | bound (nats/token) | AR at the same step | ratio |", "|---|---|---|---|---|",
+            "| step | minutes (since the start or resume) | bound (nats/token) | AR at the same step | ratio |", "|---|---|---|---|---|",
             *rows, ""]
 
 

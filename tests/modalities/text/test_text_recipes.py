@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from multidiff.model import DiffusionModel
 from multidiff.modalities.text import synthetic_corpus
@@ -27,6 +28,29 @@ def tiny(tmp_path):
                  "train: {batch_size: 16, warmup_steps: 1}\n"
                  "eval: {samples: 8, bound_repeats: 1, curve_every: 3, mbr: 1, judge: {layers: 1, hidden: 16, heads: 2}}\n")
     return p
+
+
+@pytest.mark.slow
+def test_unconditional_resume_continues_the_same_run(tmp_path, tiny):
+    """Stopped at step 2 and resumed to 4 = trained to 4 at once (constant lr): same curve, same weights."""
+    cfg = tmp_path / "resume.yaml"
+    cfg.write_text(tiny.read_text().replace("curve_every: 3", "curve_every: 2")
+                   .replace("warmup_steps: 1", "warmup_steps: 0, lr_schedule: constant"))
+    ar = tmp_path / "ar"
+    assert _load("text_ar_baseline").main(["--out", str(ar), "--max-steps", "2", "--config", str(cfg), "--quiet"]) == 0
+    recipe = _load("text_unconditional")
+    run = lambda out, steps, *more: recipe.main(["--out", str(out), "--max-steps", str(steps), "--config", str(cfg),
+                                                  "--judge", str(ar / "model"), "--quiet", *more])
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        run(tmp_path / "empty", 4, "--resume")
+    assert run(tmp_path / "once", 4) == 0 and run(tmp_path / "twice", 2) == 0
+    assert run(tmp_path / "twice", 4, "--resume") == 0
+    once, twice = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("once", "twice"))
+    assert [c["step"] for c in twice["curve"]] == [2, 4] and twice["train_steps"] == 4
+    assert [c["bound"] for c in twice["curve"]] == pytest.approx([c["bound"] for c in once["curve"]], abs=1e-6)
+    a, b = (DiffusionModel.from_pretrained(tmp_path / d / "model") for d in ("once", "twice"))
+    for (name, p), q in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-6), name
 
 
 @pytest.mark.slow
@@ -99,3 +123,10 @@ def test_data2text_recipe(tmp_path, tiny):
     m2 = json.loads((out2 / "metrics.json").read_text())
     assert (m2["candidates"], m2["select"], m2["train_steps"]) == (2, "slots", None)
     assert not (out2 / "model").exists() and "not trained here" in (out2 / "report.md").read_text()
+    # a stopped run continues with --resume (the checkpoint's tokenizer and network); not as another task
+    assert _load("text_data2text").main(["--out", str(out), "--max-steps", "5", "--config", str(tiny),
+                                         "--max-sources", "4", "--resume", "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["train_steps"] == 5
+    with pytest.raises(SystemExit, match="data2text model, not unconditional"):
+        _load("text_unconditional").main(["--out", str(out), "--max-steps", "6", "--config", str(tiny),
+                                          "--resume", "--quiet"])
