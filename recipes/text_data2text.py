@@ -130,7 +130,8 @@ def main(argv=None) -> int:
              f"{bound['nats_per_token']:.3f} | {speed['seq_per_s']:.1f} |", "",
              f"{steps} NFE per candidate ({ev.get('method', 'euler')}), {k} candidate(s) per MR"
              + (f", kept by {select}" if k > 1 else "") + ". Slot error rate = MR "
-             "values missing from or contradicted by the output, over all slots (target <= 0.10).", "",
+             "values missing from or contradicted by the output, over all slots (target <= 0.10). The held-out "
+             f"references themselves score {quality['reference_slot_error_rate']:.3f} with the same checker.", "",
              "Input accounting: " + json.dumps(metrics["read_counts"]), "", "First outputs:", ""]
     lines += [f"- `{s.mr_text}` -> {o}" for s, o in list(zip(sources, outputs))[:10]] + [""]
     (out / "report.md").write_text("\n".join(lines))

@@ -79,6 +79,19 @@ def test_slot_select_keeps_the_candidate_that_realises_its_mr():
     assert slot_select([eagle, aromi], cands, vals) == [cands[0][1], cands[1][1]]  # ties: the first one
 
 
+def test_data2text_quality_counts_the_references_own_slot_errors():
+    from multidiff.modalities.text.corpus import Example
+    from multidiff.modalities.text.evaluate import data2text_quality
+    eagle = Example(text="", mr={"name": "The Eagle", "food": "Chinese", "area": "riverside"})
+    aromi = Example(text="", mr={"name": "Aromi", "family friendly": "yes"})
+    refs = [["The Eagle serves Chinese food by the riverside .",        # 0 of 3 slots wrong
+             "The Eagle is by the riverside ."],                         # food missing: 1 of 3
+            ["Aromi is not family friendly ."]]                          # contradicted: 1 of 2
+    q = data2text_quality([eagle, aromi], refs, ["The Eagle serves Chinese food .", "Aromi ."])
+    assert q["reference_slot_error_rate"] == pytest.approx(2 / 8)
+    assert q["slot_error_rate"] == pytest.approx(2 / 5)                  # area missing; family missing
+
+
 def test_synthetic_references_have_no_slot_errors():
     """Every template of the embedded corpus realises every slot the way the SER matcher reads it."""
     from multidiff.modalities.text import synthetic_corpus
