@@ -11,7 +11,8 @@ audio  N clips (labels cycled over the classes, the model's guidance scale): Fre
        embeddings to N real training-speaker clips, beside the floor (FD between two disjoint real sets of N),
        and the judge's accuracy on the generated mels.
 text   N unconditional samples: judge (AR) perplexity, as a ratio to the same number of real held-out sentences
-       (split 90/10 by MR with --seed, as the recipe), and distinct-2 as a ratio to the real sentences'.
+       (split 90/10 by MR with the seed the run was trained with, as the recipe drew it; --split-seed to
+       override), and distinct-2 as a ratio to the real sentences'. --seed changes only the sampling noise.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def audio_task(model: DiffusionModel, run: Path, a) -> tuple[Callable, dict, str
     return measure, floors, "fd"
 
 
+def run_seed(run: Path) -> int:
+    """The --seed a recipe run was trained with (it also drew the run's data split), from its checkpoint."""
+    state = run / "model" / "trainer_state.json"
+    return int(json.loads(state.read_text())["config"]["seed"]) if state.is_file() else 0
+
+
 def text_task(model: DiffusionModel, run: Path, a) -> tuple[Callable, dict, str]:
     from multidiff.modalities.text import corpus
     from multidiff.modalities.text.metrics import ARJudge, distinct_n
@@ -68,7 +75,7 @@ def text_task(model: DiffusionModel, run: Path, a) -> tuple[Callable, dict, str]
     judge = ARJudge.load(run / "judge")
     modality.tokenizer.check_fingerprint(judge.tok.fingerprint)
     items, _ = modality.read(a.data)
-    _, test = corpus.split_by_mr(items, 0.1, seed=a.seed)
+    _, test = corpus.split_by_mr(items, 0.1, seed=run_seed(run) if a.split_seed is None else a.split_seed)
     real = [e.text for e in test][:a.n]
     floors = {"judge_ppl_real": judge.perplexity(real), "distinct_2_real": distinct_n(real, 2)}
     net = model.net.eval()
@@ -101,7 +108,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sigma-min", type=float, help="audio: bottom of the sampling grid (default: the model's)")
     ap.add_argument("--sigma-max", type=float, help="audio: top of the sampling grid (default: the model's)")
     ap.add_argument("--temperature", type=float, help="text: sampling temperature (default: the model's)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="sampling noise (and the audio floor's clips)")
+    ap.add_argument("--split-seed", type=int, help="text: seed of the 90/10 split (default: the run's own)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the table as JSON to this path")
     ap.add_argument("--png", help="write the plot to this path")

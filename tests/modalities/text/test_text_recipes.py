@@ -88,6 +88,12 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
                            "--budgets", "4", "--extra", "ddpm:4", "--threads", "1",
                            "--json", str(tmp_path / f"q{i}.json")]) == 0
     q1, q2 = (json.loads((tmp_path / f"q{i}.json").read_text()) for i in (1, 2))
+    q4 = tmp_path / "q4.json"                 # another sampling seed: other samples, the run's own real split
+    assert bench.main(["text", "--run", str(out), "--data", str(data), "--n", "6", "--methods", "euler",
+                       "--budgets", "4", "--extra", "", "--threads", "1", "--seed", "1", "--json", str(q4)]) == 0
+    q4 = json.loads(q4.read_text())
+    assert q4["floors"]["judge_ppl_real"] == q1["floors"]["judge_ppl_real"]
+    assert q4["rows"][0]["judge_ppl"] != q1["rows"][0]["judge_ppl"]
     assert [(r["method"], r["nfe"], r["steps"]) for r in q1["rows"]] == [("euler", 4, 4), ("heun", 4, 2), ("ddpm", 4, 4)]
     assert [r["judge_ppl"] for r in q1["rows"]] == [r["judge_ppl"] for r in q2["rows"]]  # same seeds, same samples
     assert all(r["judge_ppl"] > 1 and r["distinct_2_ratio"] > 0 for r in q1["rows"])
