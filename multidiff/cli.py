@@ -1,4 +1,4 @@
-"""The `multidiff` command: train, sample, nll, score, info.
+"""The `multidiff` command: train, sample, nll, score, info, fetch.
 
 Errors a user can cause print one line ("multidiff: error: ...") and exit with status 2.
 """
@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="describe a saved model")
     i.add_argument("run_dir")
+
+    f = sub.add_parser("fetch", help="download a public dataset (only when asked) and convert it")
+    f.add_argument("dataset", choices=["e2e"], help="e2e: the E2E NLG release -> e2e_nlg_{train,valid,test}.txt")
+    f.add_argument("--out", required=True, help="folder for the download and the converted files")
+    f.add_argument("--sha256", help="expected SHA-256 of the download (printed by every fetch; pin it)")
+    f.add_argument("--url", help="another address of the same release (a mirror, or a file:// path)")
     return p
 
 
@@ -209,8 +215,19 @@ def _cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fetch(a: argparse.Namespace) -> int:
+    from .modalities.text.e2e import E2E_URL, fetch_e2e
+
+    result = fetch_e2e(a.out, url=a.url or E2E_URL, sha256=a.sha256)
+    for split, path in result["files"].items():
+        print(f"{split}: {path} ({result['lines'][split]:,} lines)")
+    print(f"sha256 of the download: {result['sha256']}" + ("" if a.sha256 else " (not checked: pass --sha256 "
+                                                           "to verify later fetches against it)"))
+    return 0
+
+
 COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "nll": _cmd_nll, "score": _cmd_score,
-            "info": _cmd_info}
+            "info": _cmd_info, "fetch": _cmd_fetch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -121,7 +121,7 @@ _FAMILY_YES = ("family friendly", "family - friendly", "kid friendly", "kids fri
                "kids - friendly", "child friendly", "child - friendly", "children friendly",
                "children - friendly", "children are welcome", "for families", "for kids", "for the whole family")
 _FAMILY_NO = ("not family", "not kid", "not child", "no kids", "not welcome", "non family", "non - family",
-              "adults only", "adult only", "isn't family", "is n't family", "not a family", "no children",
+              "adults only", "adult only", "not a family", "no children",
               "non - children", "non children", "non - kid", "not for children", "not for kids", "not for families",
               "not suitable for", "not good for famil", "not good for kid", "not good for child")
 _NUMBERS = {"1": ("1", "one"), "3": ("3", "three"), "5": ("5", "five")}
@@ -130,7 +130,10 @@ _GENERIC = {"high", "low", "average", "cheap", "moderate", "yes", "no"}
 
 
 def _norm(s: str) -> str:
-    s = s.lower().replace("-", " - ").replace("centre", "center")
+    """Lower-cased, punctuation spaced out, negative contractions as "not" ("isn't", "isn 't", "is n't",
+    and "isn ' t" as the word tokenizer decodes it)."""
+    s = s.lower().replace("’", "'").replace("-", " - ").replace("centre", "center")
+    s = re.sub(r"\s?n\s?'\s?t\b", " not", s)
     return " " + re.sub(r"\s+", " ", re.sub(r"([.,;!?\"()])", r" \1 ", s)).strip() + " "
 
 

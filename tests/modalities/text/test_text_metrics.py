@@ -59,6 +59,9 @@ def test_slot_errors():
     assert any("contradicted by 'city centre'" in d for d in det)
     assert any("family friendly=no: contradicted" in d for d in det)
     assert slot_errors(mr, "The Eagle by the riverside is not family - friendly .")[0] == 0
+    for negation in ("isn't kid friendly", "isn 't family - friendly", "is n't child friendly", "aren’t kid - friendly",
+                     "isn ' t family friendly"):
+        assert slot_errors(mr, f"The Eagle by the riverside {negation} .")[0] == 0, negation   # E2E's spellings
     mrs = [mr, {"name": "Aromi", "customer rating": "5 out of 5"}]
     texts = ["The Eagle is in the riverside , not family friendly .", "Aromi is rated 5 out of 5 ."]
     assert slot_error_rate(mrs, texts) == 0.0
