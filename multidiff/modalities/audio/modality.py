@@ -336,16 +336,20 @@ class AudioModality(Modality):
 
     # --- model ----------------------------------------------------------------------------------
     def denoiser_net(self, net_config: dict[str, Any] | None = None) -> nn.Module:
-        """UNet2D over [B, 1, F, T] called as net(x_in, c_noise [B], label=LongTensor[B] | None)."""
+        """The U-Net over [B, 1, F, T], called as net(x_in, c_noise [B], label=LongTensor[B] | None):
+        2-D over (mel bin, frame) by default; with `dims: 1`, 1-D over the frames with the F mel bins as
+        channels (`MelBinsAsChannels`)."""
         from ...nn.unet import UNet2D
         kw = {**self.config.unet, **(net_config or {})}
         kw.setdefault("num_classes", self.num_classes)
-        kw.setdefault("in_channels", 1)
-        kw.setdefault("out_channels", 1)
+        one_d = kw.get("dims", 2) == 1
+        kw.setdefault("in_channels", self.preset.n_mels if one_d else 1)
+        kw.setdefault("out_channels", self.preset.n_mels if one_d else 1)
         try:
-            return UNet2D(**kw)
-        except TypeError as e:
+            net = UNet2D(**kw)
+        except (TypeError, ValueError) as e:
             raise ConfigError(f"bad U-Net settings {kw}: {e}") from None
+        return MelBinsAsChannels(net) if one_d else net
 
     # --- persistence ----------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -372,3 +376,14 @@ class AudioModality(Modality):
             raise MismatchError(f"saved mel statistics have {self.mean.shape[0]} bands, preset "
                                 f"{self.preset.describe()} has {self.preset.n_mels}")
         self._vocoder = None
+
+
+class MelBinsAsChannels(nn.Module):
+    """A 1-D U-Net over time with the mel bins as its channels, called like the 2-D one: [B, 1, F, T] in and out."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        return self.unet(x[:, 0], c_noise, label=label).unsqueeze(1)

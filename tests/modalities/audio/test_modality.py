@@ -97,7 +97,7 @@ def test_unlabelled_data_is_unconditional(synth):
 def _randomise_output(net):
     torch.manual_seed(0)
     for mod in net.modules():  # undo the zero inits so the output depends on everything
-        if isinstance(mod, (torch.nn.Conv2d,)) and mod.weight.abs().sum() == 0:
+        if isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d)) and mod.weight.abs().sum() == 0:
             torch.nn.init.normal_(mod.weight, std=0.05)
 
 
@@ -126,6 +126,34 @@ def test_unet_sees_absolute_time_position():
     x = torch.zeros(1, 1, 8, 32)  # translation invariant input: only the position channels vary in time
     out = net(x, torch.zeros(1))[0, 0]
     assert (out[:, 4] - out[:, 27]).abs().mean() > 1e-4
+
+
+def test_one_d_unet_takes_the_mel_bins_as_channels(tmp_path):
+    """`dims: 1`: every bin of a frame reaches every output bin; frames interact locally (no attention)."""
+    from multidiff.model import DiffusionConfig, DiffusionModel
+    from multidiff.modalities.audio.modality import MelBinsAsChannels
+    m = AudioModality({"preset": {"base": "speech-8k", "n_mels": 16}, "clip_seconds": 0.256})
+    m.labels = ["a", "b"]
+    m.mean, m.std = torch.full((16, 1), -5.0), torch.ones(16, 1)
+    cfg = {"dims": 1, "channels": 16, "channel_mults": [1, 2], "attention_levels": [], "mid_attention": False}
+    model = DiffusionModel(m, cfg, DiffusionConfig())
+    net = model.net
+    assert isinstance(net, MelBinsAsChannels) and isinstance(net.unet.conv_in, torch.nn.Conv1d)
+    _randomise_output(net)
+    for T in (32, 37, 5):
+        assert net(torch.randn(2, 1, 16, T), torch.zeros(2), torch.tensor([0, 1])).shape == (2, 1, 16, T)
+    x, c = torch.randn(1, 1, 16, 64), torch.zeros(1)
+    bump = x.clone()
+    bump[0, 0, 0, 10] += 1.0                                   # lowest bin, frame 10
+    diff = (net(bump, c) - net(x, c))[0, 0].abs()
+    assert diff[15, 10] > 1e-4                                  # the top bin of the same frame changes
+    near, far = diff[:, 6:15].mean(), diff[:, 40:].mean()       # far frames: only GroupNorm's statistics
+    assert near > 5 * far, (near, far)                         # 15x here
+    model.save_pretrained(tmp_path / "m")                      # `dims` is saved with the model
+    back = DiffusionModel.from_pretrained(tmp_path / "m", ema=False)
+    assert torch.equal(back.net(x, c), net(x, c))
+    with pytest.raises(ConfigError, match="dims must be 1 or 2"):
+        m.denoiser_net({"dims": 3})
 
 
 def test_default_net_size_and_bf16():
