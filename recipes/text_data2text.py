@@ -27,14 +27,13 @@ from pathlib import Path
 import torch
 
 from multidiff.config import from_dict
-from multidiff.model import DiffusionModel
 from multidiff.modalities.text.evaluate import (bound_per_token, data2text_quality, group_by_mr, mbr_select,
                                                 slot_select, timed_generate)
 from multidiff.modalities.text.metrics import slot_values
 from multidiff.train.trainer import TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from text_unconditional import build_model, load_config, read_examples  # noqa: E402
+from text_unconditional import build_model, load_config, load_saved, read_examples  # noqa: E402
 
 
 SELECT = ("mbr", "slots")
@@ -82,11 +81,8 @@ def main(argv=None) -> int:
     if a.model and a.resume:
         raise SystemExit("--model evaluates a saved model and --resume continues training: give one of them")
     if a.model:
-        model = DiffusionModel.from_pretrained(a.model).eval()
+        model = load_saved(a.model, "data2text", ema=True, flag="--model").eval()
         modality = model.modality
-        if getattr(modality.config, "task", None) != "data2text":
-            raise SystemExit(f"--model {a.model} is not a data2text text model (task "
-                             f"{getattr(modality.config, 'task', modality.name)!r}); train one with this recipe")
         train, test, data_report = read_examples(modality, a.data, a.seed)
         train_metrics, train_s = {"step": None}, 0.0
         log(f"data2text: evaluating {a.model} on {len(test)} test pairs (nothing trained)")

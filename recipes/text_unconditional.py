@@ -62,6 +62,16 @@ def read_examples(modality, data: str | None, seed: int):
                          "skipped_examples": [f"{w}: {r}" for w, r in skipped[:20]], "skipped": len(skipped)}
 
 
+def load_saved(path: str | Path, task: str, *, ema: bool, flag: str) -> DiffusionModel:
+    """The saved text model in `path` (a model or run folder); SystemExit naming `flag` when it was trained
+    for another task than `task` (unconditional | data2text)."""
+    model = DiffusionModel.from_pretrained(path, ema=ema)
+    saved = getattr(model.modality.config, "task", model.modality.name)
+    if saved != task:
+        raise SystemExit(f"{flag}: {path} holds a {saved} model, not {task}; use the recipe that trained it")
+    return model
+
+
 def build_model(cfg: dict, a: argparse.Namespace, out: Path, task: str):
     """(model, train, test, read report): a new text model for `task` prepared on the training split of
     `a.data`, or with `a.resume` the tokenizer and network of OUT's checkpoint (the Trainer then restores its
@@ -72,10 +82,7 @@ def build_model(cfg: dict, a: argparse.Namespace, out: Path, task: str):
     if a.resume:
         if not has_checkpoint(out):
             raise SystemExit(f"--resume: {out} holds no checkpoint (model/); start without --resume")
-        model = DiffusionModel.from_pretrained(out, ema=False)
-        saved = getattr(model.modality.config, "task", model.modality.name)
-        if saved != task:
-            raise SystemExit(f"--resume: the checkpoint in {out} is a {saved} model, not {task}; choose another --out")
+        model = load_saved(out, task, ema=False, flag="--resume")
         model.diffusion = diffusion
         train, test, data_report = read_examples(model.modality, a.data, a.seed)
     else:
