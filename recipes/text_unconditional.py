@@ -217,6 +217,8 @@ def with_ar(curve: list[dict], ar_curve: list) -> list[dict]:
 
 def write_report(out: Path, m: dict, samples: list[str]) -> None:
     b, q, s = m["bound"], m["quality"], m["sampling"]
+    se = "" if b.get("nats_per_token_se") is None else \
+        f" (bound: mean of {b['repeats']} estimates per sentence, standard error {b['nats_per_token_se']:.3f} nats/token)"
     lines = [
         "# Unconditional text diffusion", "",
         f"Data: {m['data']} - {m['train']} train / {m['test']} test sentences (split by MR), vocabulary {m['vocab']}.",
@@ -226,7 +228,7 @@ def write_report(out: Path, m: dict, samples: list[str]) -> None:
         "| model | nats/token | bits/token |", "|---|---|---|",
         f"| diffusion (bound) | {b['nats_per_token']:.3f} | {b['bits_per_token']:.3f} |",
         f"| AR (same split) | {m['ar_nll_nats_per_token']:.3f} | {m['ar_nll_nats_per_token'] / math.log(2):.3f} |", "",
-        f"Ratio bound / AR: **{m['bound_over_ar']:.2f}**. Bound terms (nats/token): diffusion {b['diffusion']:.3f}, "
+        f"Ratio bound / AR: **{m['bound_over_ar']:.2f}**{se}. Bound terms (nats/token): diffusion {b['diffusion']:.3f}, "
         f"prior {b['prior']:.4f}, reconstruction {b['reconstruction']:.4f}, length {b['length']:.3f}. "
         f"The fitted logSNR sampler puts {m['logsnr_mass_in_[-4,2]']:.0%} of draws in logSNR_rel [-4, 2].", "",
     ] + curve_table(m["curve"]) + [

@@ -1,6 +1,6 @@
 """Evaluation helpers shared by the text recipes: the bound per token, sampling with timing, quality.
 
-    bound_per_token(modality, net, encoded, repeats=4) -> {"nats_per_token", "bits_per_token", terms...}
+    bound_per_token(modality, net, encoded, repeats=4) -> {"nats_per_token", "nats_per_token_se", terms...}
     timed_generate(modality, net, num, steps=20, ...) -> (texts, {"seq_per_s", "sampler_overhead", ...})
     unconditional_quality(samples, real, judge) -> judge perplexity, distinct-n, self-BLEU for both sets
     data2text_quality(examples_by_mr, outputs) -> corpus BLEU, ROUGE-L, slot error rate
@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from typing import Any, Sequence
 
@@ -26,19 +27,27 @@ from .metrics import (ARJudge, corpus_bleu, distinct_n, rouge_l, self_bleu, slot
 def bound_per_token(modality, net: nn.Module, data: Encoded, repeats: int = 4, batch_size: int = 128,
                     seed: int = 0) -> dict[str, float]:
     """The bound averaged over `repeats` independent estimates per item, per token (words + EOS).
-    Returns nats and bits per token and each term's share (nats per token)."""
+    Returns nats and bits per token, each term's share (nats per token) and `nats_per_token_se`: the
+    standard error of that mean over the repeats (each repeat is one estimate of the whole set; the
+    estimates are heavy-tailed, so quote the mean with its error; None when repeats == 1)."""
     tot: dict[str, float] = {}
+    per_repeat = []
     for r in range(repeats):
+        total = 0.0
         for i in range(0, len(data), batch_size):
             b = data.index(slice(i, i + batch_size))
             t = modality.nll_terms(net, b, Draws.seeded(seed * 1_000_003 + r * 7919 + i, len(b)))
             for k, v in t.items():
                 tot[k] = tot.get(k, 0.0) + float(v.sum()) / repeats
+            total += float(t["total"].sum())
+        per_repeat.append(total)
     n = tot.pop("tokens")
     out = {k: v / n for k, v in tot.items()}
     out["nats_per_token"] = out.pop("total")
+    out["nats_per_token_se"] = (statistics.stdev(per_repeat) / n / math.sqrt(repeats)
+                                if repeats > 1 else None)
     out["bits_per_token"] = out["nats_per_token"] / math.log(2)
-    out["tokens"] = n
+    out["tokens"], out["repeats"] = n, repeats
     return out
 
 

@@ -102,6 +102,22 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
                        "--budgets", "4", "--extra", "", "--threads", "1", "--temperature", "0.2", "--json", str(q3)]) == 0
     assert json.loads(q3.read_text())["rows"][0]["judge_ppl"] != q1["rows"][0]["judge_ppl"]
 
+    # many bound estimates on the same run: the run's own split and seeds, the error over the estimates
+    spec = importlib.util.spec_from_file_location("_tbe", RECIPES.parent / "benchmarks" / "text_bound_estimates.py")
+    tbe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tbe)
+    assert tbe.main(["--run", str(out), "--data", str(data), "--estimates", "3", "--ar-nll", "2.0",
+                     "--json", str(tmp_path / "b.json")]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())
+    direct = bound_per_token(model.modality, model.net.eval(), model.modality.encode(test), repeats=3, seed=0)
+    held = b["rows"]["held_out"]
+    assert held["sentences"] == len(test) and held["nats_per_token"] == pytest.approx(direct["nats_per_token"])
+    assert held["standard_error"] == pytest.approx(direct["nats_per_token_se"]) and held["standard_error"] > 0
+    assert b["ratio"] == pytest.approx(held["nats_per_token"] / 2.0)
+    with pytest.raises(SystemExit):
+        tbe.main(["--run", str(out), "--data", str(data), "--estimates", "1"])
+    assert m["bound"]["nats_per_token_se"] is None and m["bound"]["repeats"] == 1   # the recipe's one estimate
+
     # text sampler overhead on the same run: one row per method and seed, ratios in the JSON
     spec = importlib.util.spec_from_file_location("_tso", RECIPES.parent / "benchmarks" / "text_sampler_overhead.py")
     tso = importlib.util.module_from_spec(spec)
