@@ -25,7 +25,7 @@ from .metrics import (ARJudge, corpus_bleu, distinct_n, rouge_l, self_bleu, slot
 
 @torch.no_grad()
 def bound_per_token(modality, net: nn.Module, data: Encoded, repeats: int = 4, batch_size: int = 128,
-                    seed: int = 0) -> dict[str, float]:
+                    seed: int = 0) -> dict[str, Any]:
     """The bound averaged over `repeats` independent estimates per item, per token (words + EOS).
     Returns nats and bits per token, each term's share (nats per token) and `nats_per_token_se`: the
     standard error of that mean over the repeats (each repeat is one estimate of the whole set; the
