@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     if resume_from is not None:
         state = torch.load(resume_from, weights_only=True, map_location=args.device)
         gan.load_state_dict(state)
-        g.set_state(state["data_rng"])
+        g.set_state(state["data_rng"].cpu())  # map_location moved it to the training device
         step, ckpt = int(state["step"]), generator_file(resume_from)
         print(f"resumed from {resume_from.name} (step {step})", flush=True)
     deadline = None if args.max_minutes is None else t0 + 60 * args.max_minutes
