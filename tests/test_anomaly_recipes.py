@@ -1,8 +1,6 @@
 """The anomaly recipes end to end with tiny settings, and the anomaly makers they use."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,16 +8,13 @@ import torch
 
 from multidiff.modalities.audio import anomalies as audio_anomalies
 from multidiff.modalities.text import anomalies as text_anomalies
+from script_loader import load_script
 
 torch.set_num_threads(1)
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def recipe(name):
-    spec = importlib.util.spec_from_file_location(name, RECIPES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(f"recipes/{name}.py")
 
 
 def test_audio_anomalies_are_deterministic_and_sound_like_their_kind():

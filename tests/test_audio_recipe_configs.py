@@ -3,30 +3,20 @@
 A misspelt key in a GPU config would only show on a GPU; here every section goes through the same validation
 (`from_dict`: unknown keys refused) and the network is built, on the CPU, from the recipe's merged config."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from multidiff.config import from_dict, load_yaml
 from multidiff.model import DiffusionConfig, DiffusionModel, build_modality
 from multidiff.train.trainer import TrainConfig
+from script_loader import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 # parameter counts of the U-Nets the measured runs trained (docs/benchmarks.md, FSDD table: 2.75M and 11.2M)
 PARAMS = {"audio_spoken_digits.yaml": 2_752_609, "audio_spoken_digits_gpu.yaml": 11_179_969}
 
 
-def recipe():
-    spec = importlib.util.spec_from_file_location("audio_spoken_digits", ROOT / "recipes" / "audio_spoken_digits.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_config_builds_the_measured_network(name):
-    r = recipe()
+    r = load_script("recipes/audio_spoken_digits.py")
     cfg = r.merge(r.DEFAULTS, load_yaml(ROOT / "recipes" / "configs" / name))
     from_dict(TrainConfig, {**cfg["train"], "max_steps": 10}, "train")
     diffusion = from_dict(DiffusionConfig, cfg["diffusion"], "diffusion")

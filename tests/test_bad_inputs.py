@@ -1,6 +1,5 @@
 """The bad-input corpus (scripts/make_bad_inputs.py): every file gets its expected outcome, never a crash."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -8,11 +7,9 @@ import pytest
 from multidiff.cli import main as cli
 from multidiff.errors import DataError
 from multidiff.modalities import get
+from script_loader import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("make_bad_inputs", ROOT / "scripts" / "make_bad_inputs.py")
-bad = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bad)
+bad = load_script("scripts/make_bad_inputs.py")
 
 
 @pytest.fixture(scope="module")

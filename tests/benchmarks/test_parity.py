@@ -6,23 +6,14 @@ peer is not installed. Gaussian fixture [4, 3, 8, 8], 10 steps, float32: max rel
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from script_loader import load_script
 
 
-def _parity():
-    spec = importlib.util.spec_from_file_location("_md_bench_parity", ROOT / "benchmarks" / "parity.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-P = _parity()
+P = load_script("benchmarks/parity.py")
 DIFFUSERS = [n for n, (lib, _, _) in P.PAIRS.items() if lib == "diffusers"]
 KDIFF = [n for n, (lib, _, _) in P.PAIRS.items() if lib == "k-diffusion"]
 

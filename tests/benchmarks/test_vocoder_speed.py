@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("_md_bench_vocoder_speed", ROOT / "benchmarks" / "vocoder_speed.py")
-V = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(V)
+from script_loader import load_script
+
+V = load_script("benchmarks/vocoder_speed.py")
 
 
 def test_conv_gmacs_counts_conv_and_transposed_conv():

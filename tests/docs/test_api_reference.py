@@ -1,19 +1,14 @@
 """docs/api.md is exactly what scripts/gen_api_docs.py generates from the current docstrings."""
 
 import difflib
-import importlib.util
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "gen_api_docs.py"
+from script_loader import ROOT, load_script
+
 API_MD = ROOT / "docs" / "api.md"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("gen_api_docs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/gen_api_docs.py")
 
 
 def test_api_reference_is_up_to_date():

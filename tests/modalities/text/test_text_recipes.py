@@ -1,8 +1,6 @@
 """The text recipes end to end with tiny settings (slow: each trains a few steps and evaluates)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,17 +8,11 @@ import torch
 from multidiff.model import DiffusionModel
 from multidiff.modalities.text import synthetic_corpus
 from multidiff.modalities.text.evaluate import bound_per_token
+from script_loader import load_script
 
-RECIPES = Path(__file__).resolve().parents[3] / "recipes"
-BENCHMARKS = RECIPES.parent / "benchmarks"
-
-
-def _load(name, folder=RECIPES):
-    """The script `folder/name.py` as a module (recipes and benchmarks are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _load(name, folder="recipes"):
+    """The script `folder/name.py` (a recipe or a benchmark) as a module."""
+    return load_script(f"{folder}/{name}.py")
 
 
 @pytest.fixture
@@ -80,7 +72,7 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
                                              "--judge", str(ar / "model"), "--quiet"]) == 0
 
     # quality vs NFE on the trained run (benchmarks/quality_vs_nfe_trained.py): settings and seeds as asked
-    bench = _load("quality_vs_nfe_trained", BENCHMARKS)
+    bench = _load("quality_vs_nfe_trained", "benchmarks")
     data = tmp_path / "corpus.txt"
     data.write_text("\n".join(synthetic_corpus(seed=0)))
     for i in (1, 2):
@@ -103,7 +95,7 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
     assert json.loads(q3.read_text())["rows"][0]["judge_ppl"] != q1["rows"][0]["judge_ppl"]
 
     # many bound estimates on the same run: the run's own split and seeds, the error over the estimates
-    tbe = _load("text_bound_estimates", BENCHMARKS)
+    tbe = _load("text_bound_estimates", "benchmarks")
     assert tbe.main(["--run", str(out), "--data", str(data), "--estimates", "3", "--ar-nll", "2.0",
                      "--json", str(tmp_path / "b.json")]) == 0
     b = json.loads((tmp_path / "b.json").read_text())
@@ -117,7 +109,7 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
     assert m["bound"]["nats_per_token_se"] is None and m["bound"]["repeats"] == 1   # the recipe's one estimate
 
     # text sampler overhead on the same run: one row per method and seed, ratios in the JSON
-    tso = _load("text_sampler_overhead", BENCHMARKS)
+    tso = _load("text_sampler_overhead", "benchmarks")
     assert tso.main(["--run", str(out), "--n", "5", "--steps", "3", "--seeds", "2", "--json", str(tmp_path / "o.json")]) == 0
     rows = json.loads((tmp_path / "o.json").read_text())["rows"]
     assert [(r["method"], r["seed"]) for r in rows] == [("euler", 0), ("euler", 1), ("dpmpp_2m_sde", 0), ("dpmpp_2m_sde", 1)]
