@@ -56,15 +56,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir")
     c.add_argument("--data", required=True, help="file or folder of items to score")
     c.add_argument("--out", required=True, help="CSV to write")
-    c.add_argument("--method", default="elbo", choices=["elbo", "ode", "denoise"])
+    c.add_argument("--method", default="elbo", choices=["elbo", "ode", "denoise", "contrast"])
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--batch-size", type=int, default=64)
     c.add_argument("--labels", choices=["given", "null", "best"],
                    help="class-conditional models: 'null' (default) scores p(x) with the null label; 'best' takes "
                         "the lowest score over all class labels (C times the cost); 'given' uses labels read "
                         "from the items' names. Unconditional models: 'given' (the default)")
-    c.add_argument("--sigmas", help="noise levels of --method denoise, comma-separated (default: "
-                                    "0.05,0.1,0.2,0.5,1.0, in the model's data units)")
+    c.add_argument("--sigmas", help="noise levels of --method denoise and contrast, comma-separated, in the "
+                                    "model's data units (default: 0.05,0.1,0.2,0.5,1 for denoise, 0.5,1,2,4 for contrast)")
+    c.add_argument("--contrast-weight", type=float, default=4.0,
+                   help="--method contrast: weight of log e(x) - log e(T x) beside log e(x) (default 4)")
     c.add_argument("--calibrate", metavar="VALIDATION_PATH",
                    help="normal validation data: fit a threshold and add an 'anomalous' column")
     c.add_argument("--fpr", type=float, default=0.01, help="false-positive rate of the calibrated threshold")
@@ -167,8 +169,8 @@ def _cmd_score(a: argparse.Namespace) -> int:
     items, skipped = model.modality.read(a.data)
     names = item_names(items)
     labels = a.labels or scoring.default_label_mode(model)
-    sigmas = _floats(a.sigmas, "--sigmas") if a.sigmas else scoring.DENOISE_SIGMAS
-    options = {"labels": labels, "sigmas": sigmas}
+    sigmas = _floats(a.sigmas, "--sigmas") if a.sigmas else scoring.default_sigmas(a.method)
+    options = {"labels": labels, "sigmas": sigmas, "contrast_weight": a.contrast_weight}
     scores = scoring.score_items(model, items, a.method, a.seed, a.batch_size, progress=sys.stderr.isatty(),
                                  **options)
     threshold = None
@@ -191,7 +193,8 @@ def _cmd_score(a: argparse.Namespace) -> int:
     if threshold is not None:
         (out.with_suffix(".threshold.json")).write_text(json.dumps(
             {"threshold": threshold, "fpr": a.fpr, "method": a.method, "labels": labels,
-             **({"sigmas": list(sigmas)} if a.method == "denoise" else {}), "units": unit,
+             **({"sigmas": list(sigmas)} if a.method in ("denoise", "contrast") else {}),
+             **({"contrast_weight": a.contrast_weight} if a.method == "contrast" else {}), "units": unit,
              "calibration_data": str(a.calibrate)}, indent=2))
     print(f"scored {len(scores)} items ({len(skipped)} unreadable, listed with the reason) -> {out}"
           + (f"; threshold {threshold:.4g} {unit} at FPR {a.fpr}" if threshold is not None else ""))

@@ -6,6 +6,10 @@ more anomalous. Methods:
   ode      probability-flow ODE negative log-likelihood, bits per dimension (continuous modalities);
   denoise  the denoising error ||D(x0 + sigma eps, sigma) - x0||^2 / sigma^2 averaged over a fixed set of noise
            levels (AnoDDPM-style), per dimension.
+  contrast log e(x) + weight * (log e(x) - log e(T x)), e the denoise error and T the modality's `contrast`
+           transform (audio: the clip played backwards), scored with the same noise draws: a likelihood-ratio
+           style score in which what T keeps (the spectra, loudness, amount of silence) cancels and what it
+           breaks (the direction of time) remains. Natural log; for modalities with a `contrast` hook.
 
 A class-conditional model (classifier-free guidance) can score with `labels`:
   given    each item's own condition (a label read from its name, or the null label when it has none);
@@ -29,9 +33,16 @@ from .errors import ConfigError
 from .model import DiffusionModel
 from .modalities.base import Encoded
 
-METHODS = ("elbo", "ode", "denoise")
+METHODS = ("elbo", "ode", "denoise", "contrast")
 LABEL_MODES = ("given", "null", "best")
 DENOISE_SIGMAS = (0.05, 0.1, 0.2, 0.5, 1.0)
+CONTRAST_SIGMAS = (0.5, 1.0, 2.0, 4.0)
+CONTRAST_WEIGHT = 4.0
+
+
+def default_sigmas(method: str) -> tuple[float, ...]:
+    """The noise levels `denoise` and `contrast` use when none are given (data units; () for elbo/ode)."""
+    return {"denoise": DENOISE_SIGMAS, "contrast": CONTRAST_SIGMAS}.get(method, ())
 
 
 @torch.no_grad()
@@ -58,23 +69,39 @@ def denoise_error(model: DiffusionModel, batch: Encoded, seed: int = 0,
     return total / len(sigmas)
 
 
+def contrast_score(model: DiffusionModel, batch: Encoded, seed: int = 0, sigmas: Sequence[float] = CONTRAST_SIGMAS,
+                   weight: float = CONTRAST_WEIGHT) -> torch.Tensor:
+    """log e(x) + weight * (log e(x) - log e(T x)) [B], e = `denoise_error` with the same seed for x and T x."""
+    transform = getattr(model.modality, "contrast", None)
+    if transform is None:
+        raise ConfigError(f"the contrast score needs a modality with a `contrast` transform; {model.modality.name} "
+                          "has none: score with method 'denoise' or 'elbo'")
+    own = denoise_error(model, batch, seed, sigmas).clamp_min(1e-12).log()
+    other = denoise_error(model, transform(batch), seed, sigmas).clamp_min(1e-12).log()
+    return own + float(weight) * (own - other)
+
+
 def score_batch(model: DiffusionModel, batch: Encoded, method: str = "elbo", seed: int = 0,
-                labels: str = "given", sigmas: Sequence[float] = DENOISE_SIGMAS) -> torch.Tensor:
+                labels: str = "given", sigmas: Sequence[float] | None = None,
+                contrast_weight: float = CONTRAST_WEIGHT) -> torch.Tensor:
     """Scores [B] (higher = more anomalous) in the units of `units(method)`; `labels` as in the module doc,
-    `sigmas` the noise levels of `denoise` (in the model's data units)."""
+    `sigmas` the noise levels of `denoise` and `contrast` (in the model's data units; None: the method's
+    `default_sigmas`)."""
     if method not in METHODS:
         raise ConfigError(f"unknown scoring method {method!r}; choose one of {', '.join(METHODS)}")
     if labels not in LABEL_MODES:
         raise ConfigError(f"unknown label mode {labels!r}; choose one of {', '.join(LABEL_MODES)}")
+    options = {"seed": seed, "sigmas": default_sigmas(method) if sigmas is None else sigmas,
+               "contrast_weight": contrast_weight}
     if labels == "given":
-        return _score(model, batch, method, seed, sigmas)
+        return _score(model, batch, method, **options)
     key, null, num_classes = _class_condition(model)
     if labels == "null":
-        return _score(model, _with_label(batch, key, null), method, seed, sigmas)
-    per_class = torch.stack([_score(model, _with_label(batch, key, c), method, seed, sigmas)
+        return _score(model, _with_label(batch, key, null), method, **options)
+    per_class = torch.stack([_score(model, _with_label(batch, key, c), method, **options)
                              for c in range(num_classes)])
     best = per_class.min(0).values
-    if method != "denoise":
+    if method in ("elbo", "ode"):
         best = best + math.log2(num_classes) / model.units_per_item(batch)
     return best
 
@@ -84,10 +111,12 @@ def default_label_mode(model: DiffusionModel) -> str:
     return "null" if model.null_cond() else "given"
 
 
-def _score(model: DiffusionModel, batch: Encoded, method: str, seed: int, sigmas: Sequence[float]
-           ) -> torch.Tensor:
+def _score(model: DiffusionModel, batch: Encoded, method: str, seed: int, sigmas: Sequence[float],
+           contrast_weight: float) -> torch.Tensor:
     if method == "denoise":
         return denoise_error(model, batch, seed, sigmas)
+    if method == "contrast":
+        return contrast_score(model, batch, seed, sigmas, contrast_weight)
     nats = model.nll(batch, method=method, seed=seed).cpu()
     return nats / (model.units_per_item(batch) * math.log(2))
 
@@ -110,14 +139,14 @@ def _with_label(batch: Encoded, key: str, value: int) -> Encoded:
 
 
 def units(model: DiffusionModel, method: str) -> str:
-    """Units of `method`'s scores, e.g. "bits/dim", "bits/token", "mse/dim"."""
+    """Units of `method`'s scores, e.g. "bits/dim", "bits/token", "mse/dim", "log mse/dim"."""
     unit, _ = model.modality.units()
-    return f"mse/{unit}" if method == "denoise" else f"bits/{unit}"
+    return {"denoise": f"mse/{unit}", "contrast": f"log mse/{unit}"}.get(method, f"bits/{unit}")
 
 
 def score_items(model: DiffusionModel, items: Sequence[Any], method: str = "elbo", seed: int = 0,
                 batch_size: int = 64, progress: bool = False, labels: str = "given",
-                sigmas: Sequence[float] = DENOISE_SIGMAS) -> list[float]:
+                sigmas: Sequence[float] | None = None, contrast_weight: float = CONTRAST_WEIGHT) -> list[float]:
     """Scores of raw items, batched; deterministic for a seed (each batch's seed is seed + offset)."""
     from tqdm import tqdm
 
@@ -126,7 +155,7 @@ def score_items(model: DiffusionModel, items: Sequence[Any], method: str = "elbo
     starts = range(0, len(items), batch_size)
     for start in tqdm(starts, disable=not progress, desc=f"scoring ({method})"):
         batch = model.modality.encode(items[start:start + batch_size])
-        out.extend(score_batch(model, batch, method, seed + start, labels, sigmas).tolist())
+        out.extend(score_batch(model, batch, method, seed + start, labels, sigmas, contrast_weight).tolist())
     return out
 
 

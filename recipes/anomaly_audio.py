@@ -2,7 +2,7 @@
 
     python recipes/anomaly_audio.py --out runs/anomaly_audio                     # synthetic notes (offline)
     python recipes/anomaly_audio.py --normal ../shared/data/fsdd/recordings --out runs/anomaly_fsdd \
-        --max-steps 3000 [--anomalous FOLDER] [--methods denoise,elbo,ode] [--config OVERRIDES.yaml]
+        --max-steps 3000 [--anomalous FOLDER] [--methods denoise,contrast,elbo,ode] [--config OVERRIDES.yaml]
 
 The model is an **unconditional** mel diffusion model (labels are not read: `label_pattern: null`), so the
 scores are those of p(clip), not of p(clip | digit). Normal data: `--normal` (a folder of clips), or the
@@ -26,7 +26,8 @@ keeping the lowest score (the clip explained as its most likely class; ten times
 
 Writes OUT/model/ (when it trains), OUT/metrics.json (per method: AUROC, AUPRC, TPR at 1% FPR over all anomalies and per
 anomaly type, items/s), OUT/report.md and OUT/roc.png. Config sections: modality_options, net,
-diffusion, train, eval (holdout, per_type, reversed, synthetic_per_speaker, batch_size, seeds, denoise_sigmas).
+diffusion, train, eval (holdout, per_type, reversed, synthetic_per_speaker, batch_size, seeds, denoise_sigmas and
+contrast_sigmas: the noise levels of `denoise` and `contrast`, contrast_weight).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ DEFAULTS = {
     "train": {"batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "lr_schedule": "cosine", "ema_decay": 0.995,
               "precision": "fp32", "checkpoint_every": 1000, "log_every": 50, "grad_clip": 1.0},
     "eval": {"holdout": 0.1, "per_type": 40, "reversed": 40, "synthetic_per_speaker": 12, "batch_size": 32,
-             "seeds": 1, "denoise_sigmas": list(scoring.DENOISE_SIGMAS)},
+             "seeds": 1, "denoise_sigmas": list(scoring.DENOISE_SIGMAS),
+             "contrast_sigmas": list(scoring.CONTRAST_SIGMAS), "contrast_weight": scoring.CONTRAST_WEIGHT},
 }
 
 
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", help="YAML with sections modality_options, net, diffusion, train, eval")
     ap.add_argument("--set", action="append", default=[], help="override, e.g. --set eval.per_type=20")
-    ap.add_argument("--methods", default="denoise,elbo", help="comma-separated: elbo, ode, denoise")
+    ap.add_argument("--methods", default="denoise,contrast,elbo",
+                    help="comma-separated: elbo, ode, denoise, contrast (see multidiff.scoring)")
     ap.add_argument("--model", help="score with this trained run/model folder instead of training one")
     ap.add_argument("--test-speaker", help="with --model: the held-out speaker whose clips are the normal class")
     ap.add_argument("--labels", choices=["null", "best"],
@@ -184,13 +187,15 @@ def main(argv: list[str] | None = None) -> dict:
     labels = a.labels or scoring.default_label_mode(model)
     if labels != "given" and not modality.labels:
         raise SystemExit(f"--labels {labels} needs a class-conditional --model; this model is unconditional")
-    options = {"labels": labels, "sigmas": [float(v) for v in ev["denoise_sigmas"]]}
+    sigmas = {"denoise": [float(v) for v in ev["denoise_sigmas"]],
+              "contrast": [float(v) for v in ev["contrast_sigmas"]]}
+    options = {"labels": labels, "contrast_weight": float(ev["contrast_weight"])}
     results, curves = {}, {}
     bs, seeds = int(ev["batch_size"]), int(ev["seeds"])
     for method in methods:
         t0 = time.time()
-        s_norm = score(model, test_items, method, a.seed, seeds, bs, **options)
-        s_anom = score(model, anom_items, method, a.seed, seeds, bs, **options)
+        s_norm = score(model, test_items, method, a.seed, seeds, bs, sigmas=sigmas.get(method), **options)
+        s_anom = score(model, anom_items, method, a.seed, seeds, bs, sigmas=sigmas.get(method), **options)
         rate = (len(s_norm) + len(s_anom)) * seeds / (time.time() - t0)
         per_type = {k: scoring.separation(s_norm, [s for s, t in zip(s_anom, types) if t == k]) for k in kinds}
         mean = lambda v: sum(v) / len(v)  # noqa: E731
@@ -215,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
         "preset": modality.preset.to_dict(), "net_params": n_params, "train_steps": train_metrics["step"],
         "train_loss": train_metrics.get("loss"), "train_seconds": round(train_seconds, 1),
         "threads": torch.get_num_threads(), "score_seeds": seeds, "denoise_sigmas": ev["denoise_sigmas"],
+        "contrast_sigmas": ev["contrast_sigmas"], "contrast_weight": ev["contrast_weight"],
         "methods": results,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))

@@ -52,11 +52,11 @@ def test_anomaly_audio_recipe_end_to_end(tmp_path):
                    "eval: {holdout: 0.2, per_type: 3, reversed: 3, synthetic_per_speaker: 1, batch_size: 32}\n")
     out = tmp_path / "run"
     m = recipe("anomaly_audio").main(["--out", str(out), "--max-steps", "8", "--config", str(cfg),
-                                      "--methods", "denoise,elbo", "--quiet"])
+                                      "--methods", "denoise,contrast,elbo", "--quiet"])
     assert m["conditioning"] == "unconditional" and m["test_normal"] == 10
     assert m["anomaly_counts"] == {"tone": 3, "noise": 3, "click": 3, "notes": 3, "reversed": 3}
     saved = json.loads((out / "metrics.json").read_text())
-    for method in ("denoise", "elbo"):
+    for method in ("denoise", "contrast", "elbo"):
         r = saved["methods"][method]
         assert 0 <= r["auroc"] <= 1 and 0 <= r["auprc"] <= 1 and r["items_per_second"] > 0
         assert set(r["per_type"]) == set(m["anomaly_counts"])

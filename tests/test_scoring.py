@@ -15,6 +15,7 @@ from multidiff.cli import main
 from multidiff.run import load
 from multidiff.errors import ConfigError
 from multidiff.model import DiffusionConfig, DiffusionModel
+from multidiff.modalities.base import Encoded
 from multidiff.modalities.vector.modality import VectorConfig, VectorModality
 
 torch.set_num_threads(1)
@@ -22,13 +23,16 @@ SIGMA_MIN, SIGMA_MAX = 1e-2, 80.0
 LN2 = math.log(2)
 
 
-def analytic_model(denoiser, dims: int) -> DiffusionModel:
-    """A real DiffusionModel on raw vectors (no standardisation) whose denoiser is the exact one."""
+def analytic_model(denoiser, dims: int, contrast: bool = True) -> DiffusionModel:
+    """A real DiffusionModel on raw vectors (no standardisation) whose denoiser is the exact one; with
+    `contrast`, the modality's contrast transform reverses the order of the coordinates."""
     modality = VectorModality(VectorConfig(standardize=False))
     modality.prepare([np.zeros(dims, np.float32), np.ones(dims, np.float32)])
     model = DiffusionModel(modality, {"hidden": 8, "depth": 1},
                            DiffusionConfig(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, sigma_data=1.0))
     model.denoiser = lambda net=None: denoiser  # the exact D(x, sigma) replaces the network
+    if contrast:
+        modality.contrast = lambda b: Encoded(b.x0.flip(-1), None, dict(b.cond))
     return model
 
 
@@ -119,6 +123,47 @@ def test_denoise_noise_levels_must_be_positive():
     for bad in ([], [1.0, 0.0], [-0.5]):
         with pytest.raises(ConfigError, match="noise levels"):
             scoring.score_items(model, [np.zeros(2, np.float32)], "denoise", sigmas=bad)
+
+
+def expected_denoise_error(x0: np.ndarray, std: np.ndarray, sigmas) -> float:
+    """E||D(x0 + s eps, s) - x0||^2 / s^2 per dimension for N(0, diag(std^2)) and its exact denoiser, averaged
+    over the noise levels: per coordinate (S^4 + s^2 x^2) / (S^2 + s^2)^2."""
+    return float(np.mean([np.mean((std ** 4 + s ** 2 * x0 ** 2) / (std ** 2 + s ** 2) ** 2) for s in sigmas]))
+
+
+def test_contrast_score_matches_its_closed_form_and_flags_reversed_items():
+    """N(0, diag(S^2)) with S rising along the axis: items drawn from it and their reversals. With 512
+    dimensions the error averages concentrate, so each item's contrast score is close to
+    log E(x) + w (log E(x) - log E(T x)) with E the closed-form expected error, and every reversed item
+    scores above every normal one."""
+    dims, sigmas, w = 512, (0.2, 1.0), 4.0
+    std = np.linspace(0.2, 2.0, dims)
+    model = analytic_model(Gaussian(mu=0.0, std=torch.tensor(std, dtype=torch.float32)).denoiser, dims)
+    rng = np.random.default_rng(0)
+    normal = [(std * rng.standard_normal(dims)).astype(np.float32) for _ in range(24)]
+    flipped = [x[::-1].copy() for x in normal]
+    s_norm = scoring.score_items(model, normal, "contrast", seed=1, sigmas=sigmas, contrast_weight=w)
+    s_flip = scoring.score_items(model, flipped, "contrast", seed=1, sigmas=sigmas, contrast_weight=w)
+    for x, got in zip(normal + flipped, s_norm + s_flip):
+        own, other = math.log(expected_denoise_error(x, std, sigmas)), math.log(
+            expected_denoise_error(x[::-1], std, sigmas))
+        assert got == pytest.approx(own + w * (own - other), abs=0.1 * (1 + w)), (got, own, other)
+    assert scoring.auroc(s_norm, s_flip) == 1.0
+
+
+def test_contrast_of_a_symmetric_item_is_its_log_denoise_error():
+    """T x = x: both terms use the same noise draws, so the ratio is exactly 1 and the score log e(x)."""
+    model = analytic_model(Gaussian(mu=0.0, std=0.7).denoiser, 8)
+    items = [np.array([1, 2, 3, 4, 4, 3, 2, 1], np.float32) * k for k in (0.1, 0.5, 2.0)]
+    c = scoring.score_items(model, items, "contrast", seed=4, contrast_weight=3.0)
+    d = scoring.score_items(model, items, "denoise", seed=4, sigmas=scoring.CONTRAST_SIGMAS)
+    assert c == pytest.approx([math.log(v) for v in d], abs=1e-5)
+
+
+def test_contrast_needs_a_modality_with_a_contrast_transform():
+    model = analytic_model(Gaussian().denoiser, 2, contrast=False)
+    with pytest.raises(ConfigError, match="contrast"):
+        scoring.score_items(model, [np.zeros(2, np.float32)], "contrast")
 
 
 def test_scores_are_deterministic_for_a_seed():
@@ -271,6 +316,9 @@ def test_cli_score_labels_on_an_unconditional_model_is_a_clear_error(vector_run,
     assert main(["score", str(d / "run"), "--data", str(d / "val.npy"), "--out", str(d / "s.csv"),
                  "--method", "denoise", "--sigmas", "1,two"]) == 2
     assert "--sigmas" in capsys.readouterr().err
+    assert main(["score", str(d / "run"), "--data", str(d / "val.npy"), "--out", str(d / "s.csv"),
+                 "--method", "contrast"]) == 2  # vectors have no contrast transform
+    assert "contrast" in capsys.readouterr().err and not (d / "s.csv").exists()
 
 
 def test_cli_score_sigmas_set_the_denoise_noise_levels(vector_run):

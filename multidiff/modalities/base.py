@@ -87,11 +87,12 @@ class Modality:
 
     Required: `read`, `prepare`, `encode`, `decode`, `sample_shape`, `denoiser_net`, `write_samples`,
     `state`/`load_state` (what travels with a saved model), `units` (for likelihood reports).
-    Optional hooks, looked up by `DiffusionModel` only when the subclass defines them:
+    Optional hooks, used (by `DiffusionModel`, or `scoring` for `contrast`) only when the subclass defines them:
     `loss(net, batch, draws, diffusion)` (a custom objective), `make_denoiser(net, diffusion)`,
     `project(net, diffusion) -> callable | None` (sampler clamping), `nll(net, batch, draws, diffusion,
-    method=)` (a custom likelihood), `null_cond()` (classifier-free guidance). `diffusion` is the model's
-    DiffusionConfig as a dict.
+    method=)` (a custom likelihood), `null_cond()` (classifier-free guidance), `contrast(batch) -> Encoded` (a
+    transform that keeps an item's content and breaks structure the model should have learnt, for the
+    `contrast` anomaly score). `diffusion` is the model's DiffusionConfig as a dict.
     """
 
     name: ClassVar[str] = "base"

@@ -262,6 +262,12 @@ class AudioModality(Modality):
                 dtype=torch.long)
         return enc
 
+    def contrast(self, batch: Encoded) -> Encoded:
+        """The clips played backwards, as log-mels [B, 1, F, T] with frames (and mask) in reverse order: the same
+        spectra and loudness with the direction of time broken (the `contrast` anomaly score's transform)."""
+        mask = batch.mask.flip(-1) if batch.mask is not None else None
+        return Encoded(batch.x0.flip(-1), mask, dict(batch.cond))
+
     def null_cond(self) -> dict[str, int]:
         """The classifier-free-guidance null condition: {"label": num_classes} (none when unconditional)."""
         return {"label": self.num_classes} if self.labels else {}

@@ -165,3 +165,21 @@ def test_default_net_size_and_bf16():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = net(torch.randn(1, 1, 64, 125), torch.zeros(1), torch.tensor([1]))
     assert y.shape == (1, 1, 64, 125) and torch.isfinite(y.float()).all()
+
+
+def test_contrast_is_the_clip_played_backwards(synth):
+    """The `contrast` transform reverses the frames of the encoded log-mels (and the mask): close to encoding
+    the reversed waveform (frames can sit up to one hop apart), and far from the clip itself."""
+    from multidiff.modalities.audio.anomalies import time_reversed
+
+    m = AudioModality({"padding": "mask", "clip_seconds": 1.5})
+    items, _ = m.read(synth)
+    m.prepare(items)
+    enc = m.encode(items[:4])
+    backwards = m.encode([{**it, "wave": torch.from_numpy(time_reversed(it["wave"]))} for it in items[:4]])
+    flipped = m.contrast(enc)
+    assert torch.equal(flipped.x0, enc.x0.flip(-1)) and torch.equal(flipped.cond["label"], enc.cond["label"])
+    assert (flipped.mask != backwards.mask).sum() <= 2 * len(items[:4])  # at most a frame at each end
+    near = (flipped.x0 - backwards.x0).abs().mean()
+    far = (enc.x0 - backwards.x0).abs().mean()
+    assert near < 0.05 * far, (float(near), float(far))
