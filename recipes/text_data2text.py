@@ -9,7 +9,7 @@ per held-out MR at `eval.steps` NFE. With `eval.mbr` = k > 1 candidates per MR, 
 `mbr` (the candidate closest in BLEU to the others) or `slots` (the fewest slot errors against the MR: a
 reranker that reads the MR only, and optimises what the slot error rate measures; k x the NFE).
 --model evaluates a saved model (this recipe's OUT/model, same --data and --seed for the same split) with
-this config's sampling settings (modality_options.temperature, guidance; eval) instead of training one.
+this config's sampling settings (modality_options.temperature, guidance, clamp, clamp_from; eval) instead of training one.
 --resume continues OUT's stopped run from its last checkpoint (as in text_unconditional.py).
 Metrics: corpus BLEU-4 against all references of the MR, ROUGE-L, slot error rate, the bound on the
 held-out sentences given their MR, sequences per second.
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         sources, refs = sources[:a.max_sources], refs[:a.max_sources]
     k, steps, select = max(1, ev.get("mbr", 1)), ev.get("steps", 20), ev.get("select", "mbr")
     mo = cfg["modality_options"]
-    sampling = {"text": {key: mo[key] for key in ("temperature", "guidance") if key in mo}}
+    sampling = {"text": {key: mo[key] for key in ("temperature", "guidance", "clamp", "clamp_from") if key in mo}}
     cands = []
     speed = None
     for j in range(k):
