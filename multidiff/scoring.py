@@ -47,8 +47,9 @@ def default_sigmas(method: str) -> tuple[float, ...]:
 
 @torch.no_grad()
 def denoise_error(model: DiffusionModel, batch: Encoded, seed: int = 0,
-                  sigmas: Sequence[float] = DENOISE_SIGMAS) -> torch.Tensor:
-    """Mean over `sigmas` of the per-dimension x0 error scaled by 1/sigma^2 (an eps-error), [B]."""
+                  sigmas: Sequence[float] = DENOISE_SIGMAS, per_level: bool = False) -> torch.Tensor:
+    """Mean over `sigmas` of the per-dimension x0 error scaled by 1/sigma^2 (an eps-error), [B]; with
+    `per_level`, each level's error [B, len(sigmas)] (one independent noise draw per level)."""
     if not sigmas or not all(float(s) > 0 for s in sigmas):
         raise ConfigError(f"denoise noise levels must be positive numbers (at least one), got {list(sigmas)}")
     x0 = batch.x0
@@ -57,7 +58,7 @@ def denoise_error(model: DiffusionModel, batch: Encoded, seed: int = 0,
                           "discrete tokens; score them with method 'elbo' (the bound per token)")
     D = model.denoiser()
     draws = Draws.seeded(seed, len(batch))
-    total = torch.zeros(len(batch))
+    levels = []
     for s in sigmas:
         noise = draws.randn(*x0.shape[1:])
         sig = torch.full((len(batch),), float(s))
@@ -65,8 +66,9 @@ def denoise_error(model: DiffusionModel, batch: Encoded, seed: int = 0,
         m = batch.mask
         err = (err * m).flatten(1).sum(1) / m.expand_as(err).flatten(1).sum(1).clamp_min(1) if m is not None \
             else err.flatten(1).mean(1)
-        total += err.cpu()
-    return total / len(sigmas)
+        levels.append(err.cpu())
+    per = torch.stack(levels, 1)
+    return per if per_level else per.mean(1)
 
 
 def contrast_score(model: DiffusionModel, batch: Encoded, seed: int = 0, sigmas: Sequence[float] = CONTRAST_SIGMAS,
