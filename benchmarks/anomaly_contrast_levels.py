@@ -36,11 +36,10 @@ def level_errors(model: DiffusionModel, items: list, levels: list[float], seed: 
                  ) -> tuple[list[list[float]], list[list[float]]]:
     """Per-clip errors [N][L] of x and of T x (the library's draws: batch k seeded seed + k * batch_size, one
     independent noise per level, the same for x and T x)."""
-    labels = "null" if model.null_cond() else "given"
     own, other = [], []
     for start in range(0, len(items), batch_size):
         batch = model.modality.encode(items[start:start + batch_size])
-        if labels == "null":
+        if model.null_cond():  # class-conditional: score p(x) with the null label, as the recipe does
             key, null, _ = scoring._class_condition(model)
             batch = scoring._with_label(batch, key, null)
         flipped = model.modality.contrast(batch)
