@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                         "from the items' names. Unconditional models: 'given' (the default)")
     c.add_argument("--sigmas", help="noise levels of --method denoise and contrast, comma-separated, in the "
                                     "model's data units (default: 0.05,0.1,0.2,0.5,1 for denoise, 0.5,1,2,4 for contrast)")
-    c.add_argument("--contrast-weight", type=float, default=4.0,
+    c.add_argument("--contrast-weight", type=float,
                    help="--method contrast: weight of log e(x) - log e(T x) beside log e(x) (default 4)")
     c.add_argument("--calibrate", metavar="VALIDATION_PATH",
                    help="normal validation data: fit a threshold and add an 'anomalous' column")
@@ -170,7 +170,8 @@ def _cmd_score(a: argparse.Namespace) -> int:
     names = item_names(items)
     labels = a.labels or scoring.default_label_mode(model)
     sigmas = _floats(a.sigmas, "--sigmas") if a.sigmas else scoring.default_sigmas(a.method)
-    options = {"labels": labels, "sigmas": sigmas, "contrast_weight": a.contrast_weight}
+    weight = scoring.CONTRAST_WEIGHT if a.contrast_weight is None else a.contrast_weight
+    options = {"labels": labels, "sigmas": sigmas, "contrast_weight": weight}
     scores = scoring.score_items(model, items, a.method, a.seed, a.batch_size, progress=sys.stderr.isatty(),
                                  **options)
     threshold = None
@@ -194,7 +195,7 @@ def _cmd_score(a: argparse.Namespace) -> int:
         (out.with_suffix(".threshold.json")).write_text(json.dumps(
             {"threshold": threshold, "fpr": a.fpr, "method": a.method, "labels": labels,
              **({"sigmas": list(sigmas)} if a.method in ("denoise", "contrast") else {}),
-             **({"contrast_weight": a.contrast_weight} if a.method == "contrast" else {}), "units": unit,
+             **({"contrast_weight": weight} if a.method == "contrast" else {}), "units": unit,
              "calibration_data": str(a.calibrate)}, indent=2))
     print(f"scored {len(scores)} items ({len(skipped)} unreadable, listed with the reason) -> {out}"
           + (f"; threshold {threshold:.4g} {unit} at FPR {a.fpr}" if threshold is not None else ""))
