@@ -113,8 +113,8 @@ class Dist:
         without the GIL: gloo's worker threads free each finished collective, and DDP's carry a Python
         object (the backward pass's context) whose release needs the GIL; a worker that gets there only
         while the interpreter shuts down aborts the process after a finished run ("terminate called
-        without an active exception": 5 of 19 two-process DDP runs under CPU load with torch 2.14;
-        pytorch/pytorch#179291 describes the same teardown race)."""
+        without an active exception": 6 of 20 two-process DDP runs under CPU load with torch 2.14,
+        0 of 20 with the pause, benchmarks/ddp_teardown.py; pytorch/pytorch#179291 describes the race)."""
         if self.owns_group and dist.is_initialized():
             self.barrier()
             time.sleep(TEARDOWN_PAUSE_S)
