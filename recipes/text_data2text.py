@@ -8,6 +8,9 @@ embedded synthetic restaurant corpus (same format, made by the project). Split 9
 per held-out MR at `eval.steps` NFE. With `eval.mbr` = k > 1 candidates per MR, one is kept by `eval.select`:
 `mbr` (the candidate closest in BLEU to the others) or `slots` (the fewest slot errors against the MR: a
 reranker that reads the MR only, and optimises what the slot error rate measures; k x the NFE).
+Training MRs are reduced to the slots each training sentence realises (`data.clean_mrs`, default true: the
+cleaning of Dušek et al. 2019, `corpus.clean_mrs`; counts in metrics.json; false trains on the MRs as given);
+held-out MRs and references are never changed.
 --model evaluates a saved model (this recipe's OUT/model, same --data and --seed for the same split) with
 this config's sampling settings (modality_options.temperature, guidance, clamp, clamp_from; eval) instead of training one.
 --resume continues OUT's stopped run from its last checkpoint (as in text_unconditional.py).
@@ -78,12 +81,16 @@ def main(argv=None) -> int:
     ev = cfg["eval"]
     if ev.get("select", "mbr") not in SELECT:
         raise SystemExit(f"eval.select {ev.get('select')!r}: choose one of {', '.join(SELECT)}")
+    unknown = set(cfg.get("data") or {}) - {"clean_mrs"}
+    clean = (cfg.get("data") or {}).get("clean_mrs", False)
+    if unknown:
+        raise SystemExit(f"data: unknown option(s) {', '.join(sorted(unknown))}; the data section takes clean_mrs")
     if a.model and a.resume:
         raise SystemExit("--model evaluates a saved model and --resume continues training: give one of them")
     if a.model:
         model = load_saved(a.model, "data2text", ema=True, flag="--model").eval()
         modality = model.modality
-        train, test, data_report = read_examples(modality, a.data, a.seed)
+        train, test, data_report = read_examples(modality, a.data, a.seed, clean)
         train_metrics, train_s = {"step": None}, 0.0
         log(f"data2text: evaluating {a.model} on {len(test)} test pairs (nothing trained)")
     else:
@@ -128,7 +135,13 @@ def main(argv=None) -> int:
              + (f", kept by {select}" if k > 1 else "") + ". Slot error rate = MR "
              "values missing from or contradicted by the output, over all slots (target <= 0.10). The held-out "
              f"references themselves score {quality['reference_slot_error_rate']:.3f} with the same checker.", "",
-             "Input accounting: " + json.dumps(metrics["read_counts"]), "", "First outputs:", ""]
+             "Input accounting: " + json.dumps(metrics["read_counts"]), ""]
+    if "clean_mrs" in data_report:
+        c = data_report["clean_mrs"]
+        lines += [f"Training MRs cleaned (data.clean_mrs): {c['changed']} of {metrics['train']} examples lost the "
+                  f"slots their sentence does not say ({c['slots_before']} -> {c['slots_after']} slots; by slot: "
+                  f"{json.dumps(c['dropped_slots'])}); {c['dropped_examples']} examples removed.", ""]
+    lines += ["First outputs:", ""]
     lines += [f"- `{s.mr_text}` -> {o}" for s, o in list(zip(sources, outputs))[:10]] + [""]
     (out / "report.md").write_text("\n".join(lines))
     print(f"text (data2text): BLEU {quality['bleu']:.3f}, ROUGE-L {quality['rouge_l']:.3f}, "

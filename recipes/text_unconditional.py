@@ -28,7 +28,7 @@ from multidiff.config import from_dict, load_yaml
 from multidiff.model import DiffusionConfig, DiffusionModel, build_modality
 from multidiff.modalities.text import corpus
 from multidiff.modalities.text.evaluate import bound_per_token, timed_generate, unconditional_quality
-from multidiff.modalities.text.metrics import ARJudge
+from multidiff.modalities.text.metrics import ARJudge, slot_values
 from multidiff.train import has_checkpoint
 from multidiff.train.trainer import TrainConfig, Trainer
 
@@ -49,8 +49,10 @@ def load_config(*paths: str | None, base: str = "text.yaml") -> dict:
     return cfg
 
 
-def read_examples(modality, data: str | None, seed: int):
-    """(train, test, read report) split by MR; the synthetic corpus when `data` is None."""
+def read_examples(modality, data: str | None, seed: int, clean_mrs: bool = False):
+    """(train, test, read report) split by MR; the synthetic corpus when `data` is None. With `clean_mrs`
+    the training MRs keep only the slots their sentences realise (`corpus.clean_mrs`; counts in the
+    report); the held-out split is never changed."""
     if data:
         items, skipped = modality.read(data)
         source = data
@@ -58,8 +60,12 @@ def read_examples(modality, data: str | None, seed: int):
         items, skipped = corpus.parse_examples(corpus.synthetic_corpus(seed=seed)), []
         source = "embedded synthetic restaurant corpus (synthetic_corpus, seed %d)" % seed
     train, test = corpus.split_by_mr(items, 0.1, seed=seed)
-    return train, test, {"data": source, "items": len(items), "train": len(train), "test": len(test),
-                         "skipped_examples": [f"{w}: {r}" for w, r in skipped[:20]], "skipped": len(skipped)}
+    report = {"data": source, "items": len(items), "train": len(train), "test": len(test),
+              "skipped_examples": [f"{w}: {r}" for w, r in skipped[:20]], "skipped": len(skipped)}
+    if clean_mrs:
+        train, report["clean_mrs"] = corpus.clean_mrs(train, slot_values([e.mr for e in items]))
+        report["train"] = len(train)
+    return train, test, report
 
 
 def load_saved(path: str | Path, task: str, *, ema: bool, flag: str) -> DiffusionModel:
@@ -77,17 +83,17 @@ def build_model(cfg: dict, a: argparse.Namespace, out: Path, task: str):
     `a.data`, or with `a.resume` the tokenizer and network of OUT's checkpoint (the Trainer then restores its
     weights, optimizer and step). Sampling settings from cfg["eval"]; the sampling grid spans the trained
     logSNR range."""
-    ev = cfg["eval"]
+    ev, clean = cfg["eval"], (cfg.get("data") or {}).get("clean_mrs", False)
     diffusion = DiffusionConfig(sampler=ev.get("method", "euler"), steps=ev.get("steps", 20))
     if a.resume:
         if not has_checkpoint(out):
             raise SystemExit(f"--resume: {out} holds no checkpoint (model/); start without --resume")
         model = load_saved(out, task, ema=False, flag="--resume")
         model.diffusion = diffusion
-        train, test, data_report = read_examples(model.modality, a.data, a.seed)
+        train, test, data_report = read_examples(model.modality, a.data, a.seed, clean)
     else:
         modality = build_modality("text", {**cfg.get("modality_options", {}), "task": task})
-        train, test, data_report = read_examples(modality, a.data, a.seed)
+        train, test, data_report = read_examples(modality, a.data, a.seed, clean)
         modality.prepare(train)
         model = DiffusionModel(modality, cfg.get("net", {}), diffusion)
     sd, mo = float(model.net.sigma_data()), model.modality.config

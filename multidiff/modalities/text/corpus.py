@@ -160,6 +160,38 @@ def split_by_mr(examples: Sequence[Example], test_fraction: float = 0.1,
     return train, test
 
 
+def clean_mrs(examples: Sequence[Example], all_values: dict[str, set[str]] | None = None
+              ) -> tuple[list[Example], dict]:
+    """Each MR reduced to the slots its sentence realises (the cleaning of Dušek, Howcroft and Rieser 2019,
+    "Semantic noise matters for neural NLG"): a slot that the slot checker (`metrics.slot_errors`, with
+    `all_values` for contradictions; default: the values of these examples) finds missing from or
+    contradicted by the sentence is dropped, so a model trained on the result learns that every slot it
+    is given is said. Plain-text examples pass unchanged; an example left with no slot is removed.
+
+    Returns (examples, counts): `changed` examples, `dropped_examples`, `dropped_slots` (slot -> count),
+    `slots_before`, `slots_after`."""
+    from .metrics import slot_errors, slot_values
+    values = all_values if all_values is not None else slot_values([e.mr for e in examples])
+    out, changed, dropped_examples, by_slot, before, after = [], 0, 0, {}, 0, 0
+    for e in examples:
+        if not e.mr:
+            out.append(e)
+            continue
+        kept = {k: v for k, v in e.mr.items() if slot_errors({k: v}, e.text, values)[0] == 0}
+        before, after = before + len(e.mr), after + len(kept)
+        for k in e.mr.keys() - kept.keys():
+            by_slot[k] = by_slot.get(k, 0) + 1
+        if len(kept) == len(e.mr):
+            out.append(e)
+        elif not kept:
+            dropped_examples += 1
+        else:
+            changed += 1
+            out.append(Example(text=e.text, mr=kept, mr_text=mr_to_text(kept)))
+    return out, {"changed": changed, "dropped_examples": dropped_examples, "dropped_slots": by_slot,
+                 "slots_before": before, "slots_after": after}
+
+
 # ---------------------------------------------------------------------------------------------------
 # The embedded synthetic corpus: restaurant descriptions from random meaning representations.
 # ---------------------------------------------------------------------------------------------------

@@ -80,3 +80,23 @@ def test_read_e2e(shared_data):
     from multidiff.modalities.text.metrics import slot_error_rate, slot_values
     ser = slot_error_rate([e.mr for e in ex], [e.text for e in ex], slot_values([e.mr for e in ex]))
     assert 0.02 < ser < 0.12
+
+
+def test_clean_mrs_keeps_the_slots_the_sentence_says():
+    from multidiff.modalities.text.corpus import clean_mrs, parse_examples
+    lines = ["name : The Eagle | food : Chinese | area : riverside||The Eagle serves Chinese food .",
+             "name : Cotto | family friendly : yes||Cotto is not family friendly .",          # contradicted
+             "name : Aromi | near : Clare Hall||Aromi is a coffee shop near Clare Hall .",      # all said
+             "name : Wildwood | area : riverside||A pub in the city centre .",                   # nothing said
+             "just a plain sentence ."]
+    out, counts = clean_mrs(parse_examples(lines))
+    assert [(e.mr, e.mr_text) for e in out[:2]] == [
+        ({"name": "The Eagle", "food": "Chinese"}, "name : The Eagle | food : Chinese"),
+        ({"name": "Cotto"}, "name : Cotto")]
+    assert out[2].mr_text == "name : Aromi | near : Clare Hall"    # unchanged
+    assert out[3].text == "just a plain sentence ." and not out[3].mr  # plain text passes; Wildwood removed
+    assert counts == {"changed": 2, "dropped_examples": 1, "slots_before": 9, "slots_after": 5,
+                      "dropped_slots": {"area": 2, "family friendly": 1, "name": 1}}
+    # a value of the slot named by another MR of the corpus counts as a contradiction
+    ex = parse_examples(["name : The Eagle | area : riverside||The Eagle is in the city centre ."])
+    assert clean_mrs(ex, {"area": {"riverside", "city centre"}, "name": {"The Eagle"}})[0][0].mr == {"name": "The Eagle"}

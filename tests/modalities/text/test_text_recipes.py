@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from multidiff.model import DiffusionModel
+from multidiff.model import DiffusionModel, build_modality
 from multidiff.modalities.text import synthetic_corpus
 from multidiff.modalities.text.evaluate import bound_per_token
 from script_loader import load_script
@@ -123,6 +123,8 @@ def test_data2text_recipe(tmp_path, tiny):
                                          "--max-sources", "4", "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert 0 <= m["slot_error_rate"] <= 1 and m["sources"] == 4
+    # the synthetic corpus says every slot of its MRs: the default cleaning changes nothing
+    assert m["clean_mrs"]["changed"] == m["clean_mrs"]["dropped_examples"] == 0 and m["clean_mrs"]["slots_before"] > 0
     assert all("||" in line for line in (out / "samples.txt").read_text().splitlines())
     # the saved model re-evaluated with another selection: nothing trained, slot reranking over 2 candidates
     sel = tmp_path / "sel.yaml"
@@ -140,3 +142,20 @@ def test_data2text_recipe(tmp_path, tiny):
     with pytest.raises(SystemExit, match="data2text model, not unconditional"):
         _load("text_unconditional").main(["--out", str(out), "--max-steps", "6", "--config", str(tiny),
                                           "--resume", "--quiet"])
+
+
+def test_read_examples_cleans_training_mrs_only(tmp_path):
+    # every sentence leaves out its food slot: cleaning drops it from training MRs, never from held-out ones
+    data = tmp_path / "e2e.txt"
+    data.write_text("".join(f"name : Place{i} | food : Chinese||Place{i} is a restaurant .\n" for i in range(20)))
+    read = _load("text_unconditional").read_examples
+    modality = build_modality("text", {"task": "data2text"})
+    train, test, report = read(modality, str(data), 0)
+    ctrain, ctest, creport = read(modality, str(data), 0, clean_mrs=True)
+    assert [e.mr_text for e in ctest] == [e.mr_text for e in test] and all("food" in e.mr for e in ctest)
+    assert [e.mr for e in ctrain] == [{"name": e.mr["name"]} for e in train] and len(train) == 18
+    assert creport["clean_mrs"]["dropped_slots"] == {"food": 18} and "clean_mrs" not in report
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {clean_mr: true}\n")
+    with pytest.raises(SystemExit, match="unknown option.*clean_mr"):
+        _load("text_data2text").main(["--out", str(tmp_path / "x"), "--config", str(bad), "--quiet"])
