@@ -109,14 +109,13 @@ class Dist:
     def close(self) -> None:
         """Destroy the process group this object created.
 
-        First a barrier (no process tears down while another still communicates), then a short pause
-        without the GIL: gloo's worker threads free each finished collective, and DDP's carry a Python
-        object (the backward pass's context) whose release needs the GIL; a worker that gets there only
-        while the interpreter shuts down aborts the process after a finished run ("terminate called
-        without an active exception": 6 of 20 two-process DDP runs under CPU load with torch 2.14,
-        0 of 20 with the pause, benchmarks/ddp_teardown.py; pytorch/pytorch#179291 describes the race)."""
+        First a short pause without the GIL: gloo's worker threads free each finished collective, and
+        DDP's carry a Python object (the backward pass's context) whose release needs the GIL; a worker
+        that gets there only while the interpreter shuts down aborts the process after a finished run
+        ("terminate called without an active exception": 6 of 20 two-process DDP runs under CPU load with
+        torch 2.14, 0 of 20 with the pause, benchmarks/ddp_teardown.py; pytorch/pytorch#179291 describes
+        the race)."""
         if self.owns_group and dist.is_initialized():
-            self.barrier()
-            time.sleep(TEARDOWN_PAUSE_S)
+            time.sleep(TEARDOWN_PAUSE_S)  # no barrier: after an error on one rank it would wait forever
             dist.destroy_process_group()
             self.owns_group = False
