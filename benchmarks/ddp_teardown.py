@@ -1,5 +1,5 @@
 """How often a finished two-process DDP run (gloo, CPU) aborts at interpreter exit, with and without
-the pause `Dist.close` takes before destroying the process group.
+a pause like the one `Dist.close` takes before destroying the process group.
 
 Each run is `torchrun --standalone --nproc_per_node 2` of this file in worker mode: DDP around a tiny
 linear layer, three backward passes, three all-reduces, a barrier, then `--pause` seconds of sleep

@@ -20,7 +20,8 @@ from torch import nn
 
 from ..errors import ConfigError
 
-TEARDOWN_PAUSE_S = 0.05  # seconds without the GIL before the process group goes (see Dist.close)
+TEARDOWN_PAUSE_S = 0.2  # seconds without the GIL before the process group goes (see Dist.close); 0.05 sufficed
+                        # in benchmarks/ddp_teardown.py, 4x that for busier machines
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
