@@ -7,12 +7,15 @@
 embedded synthetic restaurant corpus (same format, made by the project). Split 90/10 by MR; one output
 per held-out MR at `eval.steps` NFE. With `eval.mbr` = k > 1 candidates per MR, one is kept by `eval.select`:
 `mbr` (the candidate closest in BLEU to the others) or `slots` (the fewest slot errors against the MR: a
-reranker that reads the MR only, and optimises what the slot error rate measures; k x the NFE).
+reranker that reads the MR only, and optimises what the slot error rate measures; k x the NFE). `eval.seeds`
+= n > 1 repeats the generation with sampling seeds SEED..SEED+n-1 and reports the slot error rate's mean and
+standard error over them (the table, samples.txt and BLEU are the first seed's).
 Training MRs are reduced to the slots each training sentence realises (`data.clean_mrs`, default true: the
 cleaning of Dušek et al. 2019, `corpus.clean_mrs`; counts in metrics.json; false trains on the MRs as given);
 held-out MRs and references are never changed.
 --model evaluates a saved model (this recipe's OUT/model, same --data and --seed for the same split) with
-this config's sampling settings (modality_options.temperature, guidance, clamp, clamp_from; eval) instead of training one.
+this config's sampling settings (modality_options.temperature, guidance, clamp, clamp_from, length_quantile;
+eval) instead of training one.
 --resume continues OUT's stopped run from its last checkpoint (as in text_unconditional.py).
 Metrics: corpus BLEU-4 against all references of the MR, ROUGE-L, slot error rate, the bound on the
 held-out sentences given their MR, sequences per second.
@@ -26,6 +29,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from statistics import mean, stdev
 
 import torch
 
@@ -60,6 +64,23 @@ def train_model(cfg: dict, a: argparse.Namespace, out: Path, log):
     return model, train, test, data_report, train_metrics, train_s
 
 
+def generate_outputs(modality, net, sources, ev: dict, sampling: dict, seed: int, values: dict
+                     ) -> tuple[list[str], dict]:
+    """One output per source MR for sampling seed `seed`: `ev["mbr"]` candidates (seeds seed, seed + 1000, ...)
+    kept by `ev["select"]` (`values`: slot -> every value, for the slot reranker's contradictions).
+    Returns (outputs, the first candidate run's speed)."""
+    k, speed, cands = max(1, ev.get("mbr", 1)), None, []
+    for j in range(k):
+        outs, sp = timed_generate(modality, net, len(sources), steps=ev.get("steps", 20),
+                                  method=ev.get("method", "euler"), seed=seed + 1000 * j, source=sources,
+                                  diffusion_config=sampling)
+        cands.append(outs)
+        speed = speed or sp
+    per_source = [list(c) for c in zip(*cands)]
+    return (mbr_select(per_source) if ev.get("select", "mbr") == "mbr"
+            else slot_select(sources, per_source, values)), speed
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data")
@@ -79,6 +100,8 @@ def main(argv=None) -> int:
     log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
 
     ev = cfg["eval"]
+    if not isinstance(ev.get("seeds", 1), int) or ev.get("seeds", 1) < 1:
+        raise SystemExit(f"eval.seeds {ev.get('seeds')!r}: give the number of sampling seeds, an integer >= 1")
     if ev.get("select", "mbr") not in SELECT:
         raise SystemExit(f"eval.select {ev.get('select')!r}: choose one of {', '.join(SELECT)}")
     unknown = set(cfg.get("data") or {}) - {"clean_mrs"}
@@ -103,24 +126,23 @@ def main(argv=None) -> int:
         sources, refs = sources[:a.max_sources], refs[:a.max_sources]
     k, steps, select = max(1, ev.get("mbr", 1)), ev.get("steps", 20), ev.get("select", "mbr")
     mo = cfg["modality_options"]
-    sampling = {"text": {key: mo[key] for key in ("temperature", "guidance", "clamp", "clamp_from") if key in mo}}
-    cands = []
-    speed = None
-    for j in range(k):
-        outs, sp = timed_generate(modality, net, len(sources), steps=steps, method=ev.get("method", "euler"),
-                                  seed=a.seed + 1000 * j, source=sources, diffusion_config=sampling)
-        cands.append(outs)
-        speed = speed or sp
-    per_source = [list(c) for c in zip(*cands)]
-    outputs = (mbr_select(per_source) if select == "mbr"
-               else slot_select(sources, per_source, slot_values([e.mr for e in train + test])))
-    quality = data2text_quality(sources, refs, outputs, train + test)
+    sampling = {"text": {key: mo[key] for key in ("temperature", "guidance", "clamp", "clamp_from", "length_quantile")
+                         if key in mo}}
+    runs = []                                     # (outputs, quality, speed) per sampling seed
+    for seed in range(a.seed, a.seed + ev.get("seeds", 1)):
+        outputs, speed = generate_outputs(modality, net, sources, ev, sampling, seed,
+                                          slot_values([e.mr for e in train + test]))
+        runs.append((outputs, data2text_quality(sources, refs, outputs, train + test), speed))
+    outputs, quality, speed = runs[0]
+    by_seed = [q["slot_error_rate"] for _, q, _ in runs]
     bound = bound_per_token(modality, net, modality.encode(test), repeats=ev.get("bound_repeats", 2), seed=a.seed)
     (out / "samples.txt").write_text("".join(f"{s.mr_text}||{o}\n" for s, o in zip(sources, outputs)), "utf-8")
     metrics = {**data_report, "read_counts": modality.report(), "vocab": modality.tokenizer.vocab_size,
                "params": model.net.num_params(), "train_steps": train_metrics.get("step"),
                "train_seconds": round(train_s, 1), "model": a.model or str(out / "model"), "nfe": steps,
                "candidates": k, "select": select, "sampling_settings": sampling["text"], **quality,
+               "slot_error_rate_by_seed": by_seed, "slot_error_rate_mean": mean(by_seed),
+               "slot_error_rate_se": stdev(by_seed) / len(by_seed) ** 0.5 if len(by_seed) > 1 else None,
                "bound_nats_per_token": bound["nats_per_token"], "bound": bound, "sampling": speed}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     lines = ["# Data-to-text (partial noising)", "",
@@ -134,8 +156,12 @@ def main(argv=None) -> int:
              f"{steps} NFE per candidate ({ev.get('method', 'euler')}), {k} candidate(s) per MR"
              + (f", kept by {select}" if k > 1 else "") + ". Slot error rate = MR "
              "values missing from or contradicted by the output, over all slots (target <= 0.10). The held-out "
-             f"references themselves score {quality['reference_slot_error_rate']:.3f} with the same checker.", "",
-             "Input accounting: " + json.dumps(metrics["read_counts"]), ""]
+             f"references themselves score {quality['reference_slot_error_rate']:.3f} with the same checker.", ""]
+    if len(runs) > 1:
+        lines += [f"Over {len(runs)} sampling seeds ({a.seed}-{a.seed + len(runs) - 1}; the table is the first): "
+                  f"slot error rate {metrics['slot_error_rate_mean']:.3f} +- {metrics['slot_error_rate_se']:.3f} "
+                  f"(mean +- s.e.; by seed {', '.join(f'{x:.3f}' for x in by_seed)}).", ""]
+    lines += ["Input accounting: " + json.dumps(metrics["read_counts"]), ""]
     if "clean_mrs" in data_report:
         c = data_report["clean_mrs"]
         lines += [f"Training MRs cleaned (data.clean_mrs): {c['changed']} of {metrics['train']} examples lost the "
@@ -144,8 +170,11 @@ def main(argv=None) -> int:
     lines += ["First outputs:", ""]
     lines += [f"- `{s.mr_text}` -> {o}" for s, o in list(zip(sources, outputs))[:10]] + [""]
     (out / "report.md").write_text("\n".join(lines))
+    spread = (f" (mean of {len(runs)} sampling seeds {metrics['slot_error_rate_mean']:.3f} +- "
+              f"{metrics['slot_error_rate_se']:.3f})" if len(runs) > 1 else "")
     print(f"text (data2text): BLEU {quality['bleu']:.3f}, ROUGE-L {quality['rouge_l']:.3f}, "
-          f"SER {quality['slot_error_rate']:.3f} on {quality['sources']} held-out MRs; report: {out / 'report.md'}")
+          f"SER {quality['slot_error_rate']:.3f}{spread} on {quality['sources']} held-out MRs; "
+          f"report: {out / 'report.md'}")
     return 0
 
 

@@ -12,6 +12,7 @@ counted. Token-level counts (UNK, truncation to the model's length) come from th
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -190,6 +191,44 @@ def clean_mrs(examples: Sequence[Example], all_values: dict[str, set[str]] | Non
             out.append(Example(text=e.text, mr=kept, mr_text=mr_to_text(kept)))
     return out, {"changed": changed, "dropped_examples": dropped_examples, "dropped_slots": by_slot,
                  "slots_before": before, "slots_after": after}
+
+
+def placeholder(slot: str) -> str:
+    """The word that stands for `slot`'s value in delexicalised text: ``"name"`` -> ``"name_value"``."""
+    return re.sub(r"\W+", "_", slot.strip().lower()) + "_value"
+
+
+def _value_pattern(slot: str, value: str) -> re.Pattern:
+    """Whole-word, case-insensitive pattern of `value` in any of the slot checker's phrasings (longest first)."""
+    from .metrics import _value_variants
+    variants = sorted({v for v in _value_variants(slot, value) if v}, key=len, reverse=True)
+    return re.compile("|".join(r"(?<!\w)" + re.escape(v) + r"(?!\w)" for v in variants), re.IGNORECASE)
+
+
+def delexicalise(example: Example, slots: Sequence[str]) -> Example:
+    """`example` with the values of `slots` (e.g. name, near: open-ended proper names) replaced by their
+    `placeholder` in the MR and wherever the sentence says them (whole words, any case, the checker's
+    variants such as "Crown Plaza"). The model then learns to place the slot, and `relexicalise` copies the
+    MR's exact value back after generation (Wen et al. 2015; the delexicalised E2E baselines). Slots the MR
+    lacks are ignored (an example with none of them is returned as it is); the sentence may be empty (a
+    source MR to generate from)."""
+    present = [slot for slot in slots if slot in example.mr]
+    if not present:
+        return example
+    mr, text = dict(example.mr), example.text
+    for slot in present:
+        text = _value_pattern(slot, mr[slot]).sub(placeholder(slot), text)
+        mr[slot] = placeholder(slot)
+    return Example(text=text, mr=mr, mr_text=mr_to_text(mr))
+
+
+def relexicalise(text: str, mr: dict[str, str], slots: Sequence[str]) -> str:
+    """Each `placeholder` of `slots` in generated `text` -> the value of that slot in the (original) `mr`;
+    a placeholder whose slot `mr` lacks is left as it is."""
+    for slot in slots:
+        if slot in mr:
+            text = re.sub(r"(?<!\w)" + placeholder(slot) + r"(?!\w)", lambda _: mr[slot], text, flags=re.IGNORECASE)
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------

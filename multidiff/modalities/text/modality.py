@@ -27,7 +27,7 @@ from ...core.draws import Draws
 from ...errors import ConfigError, DataError, MismatchError
 from ..base import Encoded, Modality, NamedItems
 from . import objectives as obj
-from .corpus import Example, ReadStats, parse_examples, parse_mr, read_corpus
+from .corpus import Example, ReadStats, delexicalise, parse_examples, parse_mr, read_corpus, relexicalise
 from .network import TextDenoiserNet, build_net
 from .tokenizer import EncodeStats, TextTokenizer
 
@@ -61,6 +61,10 @@ class TextConfig:
     guidance: float = 1.0              # classifier-free guidance scale (data2text; needs cfg_dropout)
     temperature: float = 1.0           # sampling: x0_hat = softmax(logits / temperature) @ E (< 1 sharpens)
     cfg_dropout: float = 0.0           # data2text: drop the source for this fraction of examples
+    length_quantile: float = 0.0       # data2text sampling: 0 draws each target length from the training
+    #                                    lengths for the source's slot count; q in (0, 1] takes their q-quantile
+    delexicalise: list[str] = dataclasses.field(default_factory=list)  # data2text: slots (e.g. name, near)
+    #                                    whose values become placeholders in training and are copied back
 
     def validate(self) -> None:
         choices = {"task": ("unconditional", "data2text"), "length_mode": ("given", "pad"),
@@ -77,6 +81,13 @@ class TextConfig:
         for name in ("self_cond_prob", "cfg_dropout", "importance_mix"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"text.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.delexicalise and (self.task != "data2text" or isinstance(self.delexicalise, str)
+                                  or not all(isinstance(s, str) and s.strip() for s in self.delexicalise)):
+            raise ConfigError(f"text.delexicalise takes a list of MR slot names (e.g. [name, near]) and needs "
+                              f"task data2text; got {self.delexicalise!r} with task {self.task!r}")
+        if not 0 <= self.length_quantile <= 1 or (self.length_quantile and self.task != "data2text"):
+            raise ConfigError(f"text.length_quantile must be in [0, 1] (0 = draw lengths) and needs task data2text; "
+                              f"got {self.length_quantile} with task {self.task!r}")
         if not self.temperature > 0:
             raise ConfigError(f"text.temperature must be > 0 (1 = the model's own posterior), got {self.temperature}")
 
@@ -208,6 +219,7 @@ class TextModality(Modality):
             if bad:
                 raise DataError(f"{bad} of {len(out)} items have no meaning representation; data2text "
                                 "needs lines of the form 'slot : value | ...||sentence'")
+            out = [delexicalise(e, self.config.delexicalise) for e in out]
         return out
 
     def prepare(self, items: Sequence[Any]) -> None:
@@ -317,23 +329,25 @@ class TextModality(Modality):
 
     def sample_shape(self, num: int, length: int | Sequence[int] | None = None,
                      source: Sequence[Any] | None = None, generator: torch.Generator | None = None,
-                     seed: int = 0, template: str | None = None, **_: Any
+                     seed: int = 0, template: str | None = None, length_quantile: float = 0.0, **_: Any
                      ) -> tuple[tuple[int, int, int], Encoded]:
         """Shape [num, L, d] to generate and the Encoded context (ids with known source, mask, known).
 
         length: target tokens per sample (int or one per sample); None draws it from the training
         lengths ('given' mode; drawn with `generator`, else with a generator seeded by `seed`) or uses
-        max_len ('pad'). source: MRs (strings 'slot : value | ...' or Examples) for data2text, one per
-        sample. template: infilling, e.g. ``"the eagle is a [MASK] [MASK] near [MASK] ."``: the given words
-        are kept (the sampler puts them on their forward-process path, so an unconditionally trained model
-        fills the [MASK] positions) and the length is the template's. The context is sampler-ready: see
+        max_len ('pad'); data2text with `length_quantile` q > 0 takes the q-quantile of the training lengths
+        for the source's slot count instead of a draw. source: MRs (strings 'slot : value | ...' or Examples)
+        for data2text, one per sample; with `config.delexicalise` they are delexicalised here. template:
+        infilling, e.g. ``"the eagle is a [MASK] [MASK] near [MASK] ."``: the given words are kept (the
+        sampler puts them on their forward-process path, so an unconditionally trained model fills the
+        [MASK] positions) and the length is the template's. The context is sampler-ready: see
         `_sampling_context`."""
         tok, c = self._need_tokenizer(), self.config
         d = self._embed_dim()
         if c.task == "data2text":
             if source is None or len(source) != num:
                 raise ConfigError(f"data2text sampling needs one source MR per sample ({num})")
-            mrs = [s.mr_text if isinstance(s, Example) else str(s).split("||")[0] for s in source]
+            mrs = [delexicalise(_source_example(s), c.delexicalise).mr_text for s in source]
             srcs = tok.encode_batch(mrs, c.max_source_len, self.encode_stats)
         else:
             srcs = [[] for _ in range(num)]
@@ -343,8 +357,9 @@ class TextModality(Modality):
             g = generator if generator is not None else torch.Generator().manual_seed(int(seed))
             if c.task == "data2text" and self.length_counts_by_slots:
                 # n ~ training lengths of sentences whose MR has as many slots (all lengths if none had)
-                lens = [self._draw_lengths(self.length_counts_by_slots.get(str(len(parse_mr(m)))), 1, g)[0]
-                        for m in mrs]
+                counts = [self.length_counts_by_slots.get(str(len(parse_mr(m)))) for m in mrs]
+                lens = ([_quantile(cs or self.length_counts, length_quantile) for cs in counts] if length_quantile
+                        else [self._draw_lengths(cs, 1, g)[0] for cs in counts])
             else:
                 lens = self._draw_lengths(self.length_counts, num, g)
         else:
@@ -490,7 +505,8 @@ class TextModality(Modality):
             g = torch.Generator().manual_seed(int(seed))
             m = obj._u(net)
             self.net = m
-            shape, ctx = self.sample_shape(num, length=length, source=source, generator=g, template=template)
+            shape, ctx = self.sample_shape(num, length=length, source=source, generator=g, template=template,
+                                           length_quantile=self._cfg(diffusion_config).length_quantile)
             dev = next(m.parameters()).device
             D = self.make_denoiser(net, diffusion_config)
             if denoiser_hook is not None:
@@ -505,6 +521,8 @@ class TextModality(Modality):
         finally:
             net.train(was_training)
         texts = self.decode(x.cpu(), ctx, net=net)
+        if self.config.task == "data2text" and self.config.delexicalise:
+            texts = [relexicalise(t, _source_example(s).mr, self.config.delexicalise) for t, s in zip(texts, source)]
         return (texts, x, ctx) if return_ids else texts
 
     # --- likelihood -------------------------------------------------------------------------------
@@ -601,6 +619,24 @@ class TextModality(Modality):
     def report(self) -> dict[str, Any]:
         """Bad-input and tokenisation counts for run reports."""
         return {**self.read_stats.as_dict(), **self.encode_stats.as_dict()}
+
+
+def _quantile(counts: Sequence[int], q: float) -> int:
+    """The smallest length n >= 1 with at least a fraction `q` of the counted sentences no longer than n."""
+    total, acc = sum(counts[1:]), 0
+    for n in range(1, len(counts)):
+        acc += counts[n]
+        if acc >= q * total:
+            return n
+    return len(counts) - 1
+
+
+def _source_example(source: Any) -> Example:
+    """A data2text source (an Example, or an MR string, optionally ``MR||sentence``) as an Example."""
+    if isinstance(source, Example):
+        return source
+    mr_text = str(source).split("||")[0].strip()
+    return Example(text="", mr=parse_mr(mr_text), mr_text=mr_text)
 
 
 def _make_config(d: dict[str, Any]) -> TextConfig:

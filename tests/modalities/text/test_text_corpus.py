@@ -100,3 +100,25 @@ def test_clean_mrs_keeps_the_slots_the_sentence_says():
     # a value of the slot named by another MR of the corpus counts as a contradiction
     ex = parse_examples(["name : The Eagle | area : riverside||The Eagle is in the city centre ."])
     assert clean_mrs(ex, {"area": {"riverside", "city centre"}, "name": {"The Eagle"}})[0][0].mr == {"name": "The Eagle"}
+
+
+def test_delexicalise_replaces_names_in_mr_and_sentence_and_relexicalise_restores_them():
+    from multidiff.modalities.text.corpus import delexicalise, parse_examples, placeholder, relexicalise
+    assert placeholder("name") == "name_value" and placeholder("family friendly") == "family_friendly_value"
+    e = parse_examples(["name : The Mill | area : riverside | near : Crowne Plaza Hotel||"
+                        "the mill is by the river , near the Crown Plaza Hotel . The Millstone is not The Mill 's ."])[0]
+    d = delexicalise(e, ["name", "near"])
+    assert d.mr == {"name": "name_value", "area": "riverside", "near": "near_value"}
+    assert d.mr_text == "name : name_value | area : riverside | near : near_value"
+    # any case, whole words only, the checker's variants ("Crown" for "Crowne")
+    assert d.text == "name_value is by the river , near the near_value . The Millstone is not name_value 's ."
+    assert relexicalise("NAME_VALUE is near near_value .", e.mr, ["name", "near"]) == \
+        "The Mill is near Crowne Plaza Hotel ."
+    # a value the sentence does not say: the MR still gets the placeholder, the sentence is unchanged
+    e2 = parse_examples(["name : Aromi | near : Clare Hall||Aromi is a pub ."])[0]
+    assert delexicalise(e2, ["name", "near"]).text == "name_value is a pub ."
+    # an example without any of the slots is returned as it is (its MR text is not rewritten)
+    e3 = parse_examples(["name[Cotto], area[riverside]||Cotto is by the river ."])[0]
+    assert delexicalise(e3, ["near"]) is e3
+    # a placeholder whose slot the MR lacks stays
+    assert relexicalise("near_value is close .", {"name": "Cotto"}, ["name", "near"]) == "near_value is close ."

@@ -249,3 +249,66 @@ def test_data2text_target_first_layout():
                            return_ids=True)
     src0 = tok.encode(LINES[0].split("||")[0])[:30]
     assert torch.allclose(x[0, 6:6 + len(src0)], net.embed(torch.tensor(src0)))  # the source kept after SEP
+
+
+def test_data2text_delexicalised_names_are_placeholders_in_training_and_copied_back_when_sampling(tmp_path):
+    from multidiff.modalities.text.corpus import delexicalise, parse_examples
+    slots = ["name", "near"]
+    m = TextModality(task="data2text", length_mode="given", max_len=40, max_source_len=30, delexicalise=slots)
+    m.prepare(LINES)
+    vocab = m.tokenizer.tok.get_vocab()
+    one_word_names = {l.split("||")[0].split(" | ")[0][7:].lower() for l in LINES} - {"the"}
+    one_word_names = {n for n in one_word_names if " " not in n}
+    assert one_word_names and {"name_value", "near_value"} <= set(vocab)
+    assert not one_word_names & set(vocab)                             # names are never tokenised
+    # training rows equal a plain model's rows of the hand-delexicalised lines (same tokenizer)
+    plain = TextModality(task="data2text", length_mode="given", max_len=40, max_source_len=30)
+    plain.tokenizer = m.tokenizer
+    hand = [delexicalise(e, slots) for e in parse_examples(LINES[:6])]
+    assert any("name_value" in e.text for e in hand)
+    assert torch.equal(m.encode(LINES[:6]).x0, plain.encode(hand).x0)
+    # sampling: the source is delexicalised, and the MR's own values replace the placeholders in the output
+    mr = "name : Fitzbillies | area : riverside | near : Clare Hall"
+    _, ctx = m.sample_shape(1, source=[mr], length=4, seed=0)
+    src_ids = set(ctx.x0[0][ctx.known[0].bool() if ctx.known.dim() == 2 else ctx.known[0, :, 0].bool()].tolist())
+    assert {vocab["name_value"], vocab["near_value"]} <= src_ids and not src_ids & {vocab.get("clare"), vocab.get("hall")}
+    net = m.denoiser_net(dict(embed_dim=8, hidden=16, layers=1, heads=2))
+    m.decode = lambda *a, **k: ["name_value is near near_value ."]           # what a trained model writes
+    assert m.generate(net, 1, steps=2, source=[mr], seed=0) == ["Fitzbillies is near Clare Hall ."]
+    del m.decode
+    m.save(tmp_path / "mod")
+    assert TextModality.load(tmp_path / "mod").config.delexicalise == slots
+
+
+def test_delexicalise_needs_a_list_of_slots_and_the_data2text_task():
+    with pytest.raises(ConfigError, match="delexicalise"):
+        TextModality(task="unconditional", delexicalise=["name"])
+    with pytest.raises(ConfigError, match="delexicalise"):
+        TextModality(task="data2text", delexicalise="name")
+
+
+
+def test_data2text_length_quantile_replaces_the_draw_by_a_quantile_of_the_training_lengths():
+    # two-slot training sentences of 3 (once), 5 (twice) and 7 words (once)
+    lines = ["name : A | food : Thai||a b c", "name : B | food : Thai||a b c d e",
+             "name : C | area : riverside||a b c d e", "name : D | near : Ranch||a b c d e f g"]
+    m = TextModality(task="data2text", length_mode="given", max_len=16, max_source_len=12)
+    m.prepare(lines)
+
+    def target_lengths(ctx):
+        known = ctx.known.bool() if ctx.known.dim() == 2 else ctx.known[..., 0].bool()
+        return set((ctx.cond["attention_mask"].bool() & ~known).sum(1).tolist())
+
+    src = ["name : X | food : Thai"] * 20
+    assert target_lengths(m.sample_shape(20, source=src, seed=0)[1]) == {3, 5, 7}          # drawn
+    for q, n in [(0.25, 3), (0.5, 5), (0.75, 5), (0.8, 7), (1.0, 7)]:
+        assert target_lengths(m.sample_shape(20, source=src, length_quantile=q)[1]) == {n}, q
+    # per call through generate's sampling settings
+    net = m.denoiser_net(dict(embed_dim=8, hidden=16, layers=1, heads=2))
+    _, _, ctx = m.generate(net, 3, steps=2, source=src[:3], return_ids=True,
+                           diffusion_config={"text": {"length_quantile": 0.8}})
+    assert target_lengths(ctx) == {7}
+    with pytest.raises(ConfigError, match="length_quantile"):
+        TextModality(task="data2text", length_quantile=1.5)
+    with pytest.raises(ConfigError, match="length_quantile"):
+        TextModality(length_quantile=0.5)                          # unconditional: lengths are given or drawn

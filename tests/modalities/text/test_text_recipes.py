@@ -126,15 +126,38 @@ def test_data2text_recipe(tmp_path, tiny):
     # the synthetic corpus says every slot of its MRs: the default cleaning changes nothing
     assert m["clean_mrs"]["changed"] == m["clean_mrs"]["dropped_examples"] == 0 and m["clean_mrs"]["slots_before"] > 0
     assert all("||" in line for line in (out / "samples.txt").read_text().splitlines())
-    # the saved model re-evaluated with another selection: nothing trained, slot reranking over 2 candidates
-    sel = tmp_path / "sel.yaml"
-    sel.write_text(tiny.read_text().replace("mbr: 1", "mbr: 2, select: slots"))
-    out2 = tmp_path / "d2"
-    assert _load("text_data2text").main(["--out", str(out2), "--model", str(out / "model"), "--config", str(sel),
-                                         "--max-sources", "4", "--quiet"]) == 0
-    m2 = json.loads((out2 / "metrics.json").read_text())
+
+    def reevaluate(name, eval_settings):
+        """The saved model evaluated again (nothing trained) with `eval_settings` in place of `mbr: 1`."""
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(tiny.read_text().replace("mbr: 1", eval_settings))
+        assert _load("text_data2text").main(["--out", str(tmp_path / name), "--model", str(out / "model"),
+                                             "--config", str(cfg), "--max-sources", "4", "--quiet"]) == 0
+        return json.loads((tmp_path / name / "metrics.json").read_text())
+
+    # another selection: slot reranking over 2 candidates
+    m2 = reevaluate("d2", "mbr: 2, select: slots")
     assert (m2["candidates"], m2["select"], m2["train_steps"]) == (2, "slots", None)
-    assert not (out2 / "model").exists() and "not trained here" in (out2 / "report.md").read_text()
+    assert not (tmp_path / "d2" / "model").exists() and "not trained here" in (tmp_path / "d2" / "report.md").read_text()
+    # names and landmarks are delexicalised by default; outputs carry the MR's values, never a placeholder
+    saved = DiffusionModel.from_pretrained(out / "model")
+    assert saved.modality.config.delexicalise == ["name", "near"]
+    assert "name_value" not in (out / "samples.txt").read_text()
+    # several sampling seeds: the first reproduces the training run's evaluation; mean and s.e. over them
+    m3 = reevaluate("d3", "mbr: 1, seeds: 2")
+    a, b = m3["slot_error_rate_by_seed"]
+    assert a == m3["slot_error_rate"] == m["slot_error_rate"]
+    assert m3["slot_error_rate_mean"] == pytest.approx((a + b) / 2)
+    assert m3["slot_error_rate_se"] == pytest.approx(abs(a - b) / 2)      # s.d. |a - b| / sqrt 2, over sqrt 2
+    with pytest.raises(SystemExit, match="eval.seeds 0"):
+        reevaluate("d4", "mbr: 1, seeds: 0")
+    # the length benchmark generates as the recipe does: at the recipe's settings (T 0.5, quantile 0.75) the same SER
+    bench = tmp_path / "lengths.json"
+    assert _load("text_d2t_length_quantile", "benchmarks").main([
+        "--model", str(out / "model"), "--set", "held_out", "--sources", "4", "--quantiles", "0,0.75",
+        "--seeds", "2", "--json", str(bench)]) == 0
+    rows = json.loads(bench.read_text())["rows"]
+    assert [r["length_quantile"] for r in rows] == [0, 0.75] and rows[1]["slot_error_rate"] == [a, b]
     # a stopped run continues with --resume (the checkpoint's tokenizer and network); not as another task
     assert _load("text_data2text").main(["--out", str(out), "--max-steps", "5", "--config", str(tiny),
                                          "--max-sources", "4", "--resume", "--quiet"]) == 0
