@@ -6,6 +6,7 @@
 # A run still training after LIMIT_S seconds (default 400) is stopped by SIGTERM: the recipe checkpoints and
 # evaluates what it has (when the signal comes during its evaluation, the script evaluates the saved model).
 # OUTDIR/run_*.tgz hold each run's model and metrics (no optimizer state); OUTDIR/summary.txt the table.
+# DEVICE=cpu runs the same on a CPU (to check the script: e.g. LIMIT_S=40 ... 20:16); PYTHON picks the interpreter.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA=$1 OUT=$2
