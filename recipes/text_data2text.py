@@ -128,10 +128,9 @@ def main(argv=None) -> int:
     mo = cfg["modality_options"]
     sampling = {"text": {key: mo[key] for key in ("temperature", "guidance", "clamp", "clamp_from", "length_quantile")
                          if key in mo}}
-    runs = []                                     # (outputs, quality, speed) per sampling seed
+    runs, values = [], slot_values([e.mr for e in train + test])   # runs: (outputs, quality, speed) per seed
     for seed in range(a.seed, a.seed + ev.get("seeds", 1)):
-        outputs, speed = generate_outputs(modality, net, sources, ev, sampling, seed,
-                                          slot_values([e.mr for e in train + test]))
+        outputs, speed = generate_outputs(modality, net, sources, ev, sampling, seed, values)
         runs.append((outputs, data2text_quality(sources, refs, outputs, train + test), speed))
     outputs, quality, speed = runs[0]
     by_seed = [q["slot_error_rate"] for _, q, _ in runs]
