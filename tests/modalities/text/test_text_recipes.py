@@ -151,9 +151,10 @@ def test_data2text_recipe(tmp_path, tiny):
     assert m3["slot_error_rate_se"] == pytest.approx(abs(a - b) / 2)      # s.d. |a - b| / sqrt 2, over sqrt 2
     with pytest.raises(SystemExit, match="eval.seeds 0"):
         reevaluate("d4", "mbr: 1, seeds: 0")
-    # the length benchmark generates as the recipe does: at the recipe's settings (T 0.5, quantile 0.75) the same SER
-    bench = tmp_path / "lengths.json"
-    assert _load("text_d2t_length_quantile", "benchmarks").main([
+    # the sampling benchmark generates as the recipe does: at the recipe's settings (its sampler, T 0.5,
+    # quantile 0.75) the same SER
+    bench = tmp_path / "sampling.json"
+    assert _load("text_d2t_sampling", "benchmarks").main([
         "--model", str(out / "model"), "--set", "held_out", "--sources", "4", "--quantiles", "0,0.75",
         "--seeds", "2", "--json", str(bench)]) == 0
     rows = json.loads(bench.read_text())["rows"]
