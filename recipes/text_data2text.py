@@ -81,6 +81,17 @@ def generate_outputs(modality, net, sources, ev: dict, sampling: dict, seed: int
             else slot_select(sources, per_source, values)), speed
 
 
+def slot_errors_all_seeds(tables: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """The per-slot counts of `evaluate.data2text_quality` summed over sampling seeds."""
+    out: dict[str, dict[str, int]] = {}
+    for table in tables:
+        for slot, counts in table.items():
+            row = out.setdefault(slot, dict.fromkeys(counts, 0))
+            for key, n in counts.items():
+                row[key] += n
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data")
@@ -134,6 +145,7 @@ def main(argv=None) -> int:
         runs.append((outputs, data2text_quality(sources, refs, outputs, train + test), speed))
     outputs, quality, speed = runs[0]
     by_seed = [q["slot_error_rate"] for _, q, _ in runs]
+    by_slot = slot_errors_all_seeds([q["slot_errors_by_slot"] for _, q, _ in runs])
     bound = bound_per_token(modality, net, modality.encode(test), repeats=ev.get("bound_repeats", 2), seed=a.seed)
     (out / "samples.txt").write_text("".join(f"{s.mr_text}||{o}\n" for s, o in zip(sources, outputs)), "utf-8")
     metrics = {**data_report, "read_counts": modality.report(), "vocab": modality.tokenizer.vocab_size,
@@ -142,6 +154,7 @@ def main(argv=None) -> int:
                "candidates": k, "select": select, "sampling_settings": sampling["text"], **quality,
                "slot_error_rate_by_seed": by_seed, "slot_error_rate_mean": mean(by_seed),
                "slot_error_rate_se": stdev(by_seed) / len(by_seed) ** 0.5 if len(by_seed) > 1 else None,
+               "slot_errors_by_slot_all_seeds": by_slot,
                "bound_nats_per_token": bound["nats_per_token"], "bound": bound, "sampling": speed}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     lines = ["# Data-to-text (partial noising)", "",
@@ -160,6 +173,11 @@ def main(argv=None) -> int:
         lines += [f"Over {len(runs)} sampling seeds ({a.seed}-{a.seed + len(runs) - 1}; the table is the first): "
                   f"slot error rate {metrics['slot_error_rate_mean']:.3f} +- {metrics['slot_error_rate_se']:.3f} "
                   f"(mean +- s.e.; by seed {', '.join(f'{x:.3f}' for x in by_seed)}).", ""]
+    wrong = {slot: c["missing"] + c["contradicted"] for slot, c in by_slot.items()}
+    worst = sorted(by_slot, key=lambda slot: -wrong[slot] / by_slot[slot]["slots"])
+    lines += [f"Slot errors by slot over the {len(runs)} sampling seed(s) (wrong / slots: missing, contradicted): "
+              + ", ".join(f"{slot} {wrong[slot]}/{by_slot[slot]['slots']} ({by_slot[slot]['missing']}, "
+                          f"{by_slot[slot]['contradicted']})" for slot in worst) + ".", ""]
     lines += ["Input accounting: " + json.dumps(metrics["read_counts"]), ""]
     if "clean_mrs" in data_report:
         c = data_report["clean_mrs"]

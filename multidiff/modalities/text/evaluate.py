@@ -20,7 +20,8 @@ from ...core.draws import Draws
 from ..base import Encoded
 from . import objectives as obj
 from .corpus import Example
-from .metrics import (ARJudge, corpus_bleu, distinct_n, rouge_l, self_bleu, slot_error_rate, slot_values)
+from .metrics import (ARJudge, corpus_bleu, distinct_n, rouge_l, self_bleu, slot_error_rate, slot_errors_by_slot,
+                      slot_values)
 
 
 @torch.no_grad()
@@ -157,15 +158,17 @@ def group_by_mr(examples: Sequence[Example]) -> tuple[list[Example], list[list[s
 
 def data2text_quality(sources: Sequence[Example], refs: Sequence[Sequence[str]], outputs: Sequence[str],
                       all_examples: Sequence[Example] = ()) -> dict[str, float]:
-    """Corpus BLEU-4, ROUGE-L and slot error rate (lower-cased) of one output per source MR, and
-    `reference_slot_error_rate`: the same checker on every reference against its MR (the data's own
-    omissions and contradictions: a model that imitates its references scores about this)."""
+    """Corpus BLEU-4, ROUGE-L and slot error rate (lower-cased) of one output per source MR, its split by
+    slot (`slot_errors_by_slot`), and `reference_slot_error_rate`: the same checker on every reference
+    against its MR (the data's own omissions and contradictions: a model that imitates its references
+    scores about this)."""
     low = [o.lower() for o in outputs]
     lrefs = [[r.lower() for r in rs] for rs in refs]
     values = slot_values([e.mr for e in list(all_examples) or list(sources)])
     pairs = [(src.mr, r) for src, rs in zip(sources, refs) for r in rs]
     return {"bleu": corpus_bleu(low, lrefs), "rouge_l": rouge_l(low, lrefs),
             "slot_error_rate": slot_error_rate([e.mr for e in sources], outputs, values),
+            "slot_errors_by_slot": slot_errors_by_slot([e.mr for e in sources], outputs, values),
             "reference_slot_error_rate": slot_error_rate([m for m, _ in pairs], [r for _, r in pairs], values),
             "sources": len(sources)}
 

@@ -171,30 +171,33 @@ def _value_variants(slot: str, value: str) -> list[str]:
     return out
 
 
+def _wrong_slots(mr: dict[str, str], text: str, all_values: dict[str, set[str]] | None
+                 ) -> list[tuple[str, str, str]]:
+    """(slot, "missing" | "contradicted", what contradicts it or "") for each slot of `mr` that `text` gets wrong."""
+    t = _norm(text)
+    wrong = []
+    for slot, value in mr.items():
+        if slot in ("family friendly", "familyFriendly"):
+            neg = any(p in t for p in _FAMILY_NO)
+            pos = any(p in t for p in _FAMILY_YES) or " family " in t or " kid" in t or " child" in t
+            if not (neg if value.lower() == "no" else (pos and not neg)):
+                wrong.append((slot, "contradicted" if (pos or neg) else "missing", ""))
+            continue
+        if not any(_norm(v) in t for v in _value_variants(slot, value)):
+            other = [o for o in (all_values or {}).get(slot, ()) if o.lower() != value.lower()
+                     and o.lower() not in _GENERIC and _norm(o) in t]
+            wrong.append((slot, "contradicted", f" by {other[0]!r}") if other else (slot, "missing", ""))
+    return wrong
+
+
 def slot_errors(mr: dict[str, str], text: str, all_values: dict[str, set[str]] | None = None
                 ) -> tuple[int, int, list[str]]:
     """(errors, slots, details) of one output: a slot value that the text does not mention (in any of
     its common phrasings) is 'missing'; for 'family friendly' a text that says the opposite is
     'contradicted'; when `all_values` (slot -> every value seen in the corpus) is given, another specific
     value of the same slot (a name, area, food, venue) mentioned without the right one is 'contradicted'."""
-    t = _norm(text)
-    errors, details = 0, []
-    for slot, value in mr.items():
-        if slot in ("family friendly", "familyFriendly"):
-            neg = any(p in t for p in _FAMILY_NO)
-            pos = any(p in t for p in _FAMILY_YES) or " family " in t or " kid" in t or " child" in t
-            ok = (neg if value.lower() == "no" else (pos and not neg))
-            if not ok:
-                errors += 1
-                details.append(f"{slot}={value}: " + ("contradicted" if (pos or neg) else "missing"))
-            continue
-        found = any(_norm(v) in t for v in _value_variants(slot, value))
-        if not found:
-            other = [o for o in (all_values or {}).get(slot, ()) if o.lower() != value.lower()
-                     and o.lower() not in _GENERIC and _norm(o) in t]
-            errors += 1
-            details.append(f"{slot}={value}: " + (f"contradicted by {other[0]!r}" if other else "missing"))
-    return errors, len(mr), details
+    wrong = _wrong_slots(mr, text, all_values)
+    return len(wrong), len(mr), [f"{slot}={mr[slot]}: {verdict}{note}" for slot, verdict, note in wrong]
 
 
 def slot_error_rate(mrs: Sequence[dict[str, str]], texts: Sequence[str],
@@ -205,6 +208,20 @@ def slot_error_rate(mrs: Sequence[dict[str, str]], texts: Sequence[str],
         ei, si, _ = slot_errors(mr, t, all_values)
         e, s = e + ei, s + si
     return e / s if s else 0.0
+
+
+def slot_errors_by_slot(mrs: Sequence[dict[str, str]], texts: Sequence[str],
+                        all_values: dict[str, set[str]] | None = None) -> dict[str, dict[str, int]]:
+    """Per slot name: {"slots": how many MRs have it, "missing": .., "contradicted": ..} (`slot_errors`'
+    verdicts), slots in order of first appearance. The sum of missing + contradicted over slots over the
+    sum of slots is `slot_error_rate`."""
+    out: dict[str, dict[str, int]] = {}
+    for mr, text in zip(mrs, texts):
+        for slot in mr:
+            out.setdefault(slot, {"slots": 0, "missing": 0, "contradicted": 0})["slots"] += 1
+        for slot, verdict, _ in _wrong_slots(mr, text, all_values):
+            out[slot][verdict] += 1
+    return out
 
 
 def slot_values(mrs: Sequence[dict[str, str]]) -> dict[str, set[str]]:

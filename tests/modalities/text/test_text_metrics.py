@@ -5,7 +5,7 @@ import math
 import pytest
 
 from multidiff.modalities.text.metrics import (corpus_bleu, distinct_n, rouge_l, self_bleu, sentence_bleu,
-                                               slot_error_rate, slot_errors, slot_values)
+                                               slot_error_rate, slot_errors, slot_errors_by_slot, slot_values)
 
 
 def test_bleu_worked_example():
@@ -69,6 +69,21 @@ def test_slot_errors():
     assert slot_values(mrs)["name"] == {"The Eagle", "Aromi"}
 
 
+def test_slot_errors_by_slot():
+    mrs = [{"name": "The Eagle", "area": "riverside", "family friendly": "no"},
+           {"name": "Aromi", "area": "city centre"}]
+    texts = ["The Eagle is in the city centre and is family friendly .",   # area contradicted, family contradicted
+             "It is in the city centre ."]                                 # name missing
+    vals = {"area": {"riverside", "city centre"}}
+    assert slot_errors_by_slot(mrs, texts, vals) == {
+        "name": {"slots": 2, "missing": 1, "contradicted": 0},
+        "area": {"slots": 2, "missing": 0, "contradicted": 1},
+        "family friendly": {"slots": 1, "missing": 0, "contradicted": 1}}
+    # without the value sets another area cannot contradict: the wrong area is a missing one
+    assert slot_errors_by_slot(mrs, texts)["area"] == {"slots": 2, "missing": 1, "contradicted": 0}
+    assert slot_error_rate(mrs, texts, vals) == pytest.approx(3 / 5)
+
+
 def test_slot_select_keeps_the_candidate_that_realises_its_mr():
     from multidiff.modalities.text.corpus import Example
     from multidiff.modalities.text.evaluate import slot_select
@@ -93,6 +108,8 @@ def test_data2text_quality_counts_the_references_own_slot_errors():
     q = data2text_quality([eagle, aromi], refs, ["The Eagle serves Chinese food .", "Aromi ."])
     assert q["reference_slot_error_rate"] == pytest.approx(2 / 8)
     assert q["slot_error_rate"] == pytest.approx(2 / 5)                  # area missing; family missing
+    assert {slot: (c["slots"], c["missing"]) for slot, c in q["slot_errors_by_slot"].items()} == {
+        "name": (2, 0), "food": (1, 0), "area": (1, 1), "family friendly": (1, 1)}
 
 
 def test_synthetic_references_have_no_slot_errors():

@@ -149,6 +149,12 @@ def test_data2text_recipe(tmp_path, tiny):
     assert a == m3["slot_error_rate"] == m["slot_error_rate"]
     assert m3["slot_error_rate_mean"] == pytest.approx((a + b) / 2)
     assert m3["slot_error_rate_se"] == pytest.approx(abs(a - b) / 2)      # s.d. |a - b| / sqrt 2, over sqrt 2
+    # errors by slot summed over both seeds: as many slots as two seeds' MRs, errors that give the mean rate
+    counts = m3["slot_errors_by_slot_all_seeds"].values()
+    assert sum(c["slots"] for c in counts) == 2 * sum(c["slots"] for c in m3["slot_errors_by_slot"].values())
+    assert sum(c["missing"] + c["contradicted"] for c in counts) / sum(c["slots"] for c in counts) == \
+        pytest.approx((a + b) / 2)
+    assert "Slot errors by slot over the 2 sampling seed(s)" in (tmp_path / "d3" / "report.md").read_text()
     with pytest.raises(SystemExit, match="eval.seeds 0"):
         reevaluate("d4", "mbr: 1, seeds: 0")
     # the sampling benchmark generates as the recipe does: at the recipe's settings (its sampler, T 0.5,
