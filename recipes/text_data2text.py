@@ -17,8 +17,8 @@ held-out MRs and references are never changed.
 this config's sampling settings (modality_options.temperature, guidance, clamp, clamp_from, length_quantile;
 eval) instead of training one.
 --resume continues OUT's stopped run from its last checkpoint (as in text_unconditional.py).
-Metrics: corpus BLEU-4 against all references of the MR, ROUGE-L, slot error rate, the bound on the
-held-out sentences given their MR, sequences per second.
+Metrics: corpus BLEU-4 against all references of the MR, ROUGE-L, slot error rate (and the errors by slot,
+summed over the sampling seeds), the bound on the held-out sentences given their MR, sequences per second.
 Writes OUT/model/, OUT/samples.txt (MR || output), OUT/metrics.json, OUT/report.md.
 """
 

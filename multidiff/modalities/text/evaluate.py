@@ -157,7 +157,7 @@ def group_by_mr(examples: Sequence[Example]) -> tuple[list[Example], list[list[s
 
 
 def data2text_quality(sources: Sequence[Example], refs: Sequence[Sequence[str]], outputs: Sequence[str],
-                      all_examples: Sequence[Example] = ()) -> dict[str, float]:
+                      all_examples: Sequence[Example] = ()) -> dict[str, Any]:
     """Corpus BLEU-4, ROUGE-L and slot error rate (lower-cased) of one output per source MR, its split by
     slot (`slot_errors_by_slot`), and `reference_slot_error_rate`: the same checker on every reference
     against its MR (the data's own omissions and contradictions: a model that imitates its references
