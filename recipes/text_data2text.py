@@ -35,8 +35,8 @@ import torch
 
 from multidiff.config import from_dict
 from multidiff.modalities.text.evaluate import (bound_per_token, data2text_quality, group_by_mr, mbr_select,
-                                                slot_select, timed_generate)
-from multidiff.modalities.text.metrics import slot_values
+                                                slot_error_summary, slot_select, timed_generate)
+from multidiff.modalities.text.metrics import slot_errors_by_slot, slot_values
 from multidiff.train.trainer import TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -79,17 +79,6 @@ def generate_outputs(modality, net, sources, ev: dict, sampling: dict, seed: int
     per_source = [list(c) for c in zip(*cands)]
     return (mbr_select(per_source) if ev.get("select", "mbr") == "mbr"
             else slot_select(sources, per_source, values)), speed
-
-
-def slot_errors_all_seeds(tables: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
-    """The per-slot counts of `evaluate.data2text_quality` summed over sampling seeds."""
-    out: dict[str, dict[str, int]] = {}
-    for table in tables:
-        for slot, counts in table.items():
-            row = out.setdefault(slot, dict.fromkeys(counts, 0))
-            for key, n in counts.items():
-                row[key] += n
-    return out
 
 
 def main(argv=None) -> int:
@@ -145,7 +134,7 @@ def main(argv=None) -> int:
         runs.append((outputs, data2text_quality(sources, refs, outputs, train + test), speed))
     outputs, quality, speed = runs[0]
     by_seed = [q["slot_error_rate"] for _, q, _ in runs]
-    by_slot = slot_errors_all_seeds([q["slot_errors_by_slot"] for _, q, _ in runs])
+    by_slot = slot_errors_by_slot([s.mr for s in sources] * len(runs), [o for outs, _, _ in runs for o in outs], values)
     bound = bound_per_token(modality, net, modality.encode(test), repeats=ev.get("bound_repeats", 2), seed=a.seed)
     (out / "samples.txt").write_text("".join(f"{s.mr_text}||{o}\n" for s, o in zip(sources, outputs)), "utf-8")
     metrics = {**data_report, "read_counts": modality.report(), "vocab": modality.tokenizer.vocab_size,
@@ -173,11 +162,8 @@ def main(argv=None) -> int:
         lines += [f"Over {len(runs)} sampling seeds ({a.seed}-{a.seed + len(runs) - 1}; the table is the first): "
                   f"slot error rate {metrics['slot_error_rate_mean']:.3f} +- {metrics['slot_error_rate_se']:.3f} "
                   f"(mean +- s.e.; by seed {', '.join(f'{x:.3f}' for x in by_seed)}).", ""]
-    wrong = {slot: c["missing"] + c["contradicted"] for slot, c in by_slot.items()}
-    worst = sorted(by_slot, key=lambda slot: -wrong[slot] / by_slot[slot]["slots"])
     lines += [f"Slot errors by slot over the {len(runs)} sampling seed(s) (wrong / slots: missing, contradicted): "
-              + ", ".join(f"{slot} {wrong[slot]}/{by_slot[slot]['slots']} ({by_slot[slot]['missing']}, "
-                          f"{by_slot[slot]['contradicted']})" for slot in worst) + ".", ""]
+              f"{slot_error_summary(by_slot)}.", ""]
     lines += ["Input accounting: " + json.dumps(metrics["read_counts"]), ""]
     if "clean_mrs" in data_report:
         c = data_report["clean_mrs"]

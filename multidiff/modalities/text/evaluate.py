@@ -173,6 +173,15 @@ def data2text_quality(sources: Sequence[Example], refs: Sequence[Sequence[str]],
             "sources": len(sources)}
 
 
+def slot_error_summary(by_slot: dict[str, dict[str, int]]) -> str:
+    """`metrics.slot_errors_by_slot` as one line, worst slot first: "price 10/39 (10, 0), area 6/47 (6, 0)"
+    (wrong / slots (missing, contradicted))."""
+    wrong = {slot: c["missing"] + c["contradicted"] for slot, c in by_slot.items()}
+    worst = sorted(by_slot, key=lambda slot: -wrong[slot] / by_slot[slot]["slots"])
+    return ", ".join(f"{slot} {wrong[slot]}/{by_slot[slot]['slots']} ({by_slot[slot]['missing']}, "
+                     f"{by_slot[slot]['contradicted']})" for slot in worst)
+
+
 def slot_select(sources: Sequence[Example], candidates: Sequence[Sequence[str]],
                 all_values: dict[str, set[str]] | None = None) -> list[str]:
     """Per source MR, the candidate with the fewest slot errors against that MR (missing or contradicted

@@ -82,6 +82,9 @@ def test_slot_errors_by_slot():
     # without the value sets another area cannot contradict: the wrong area is a missing one
     assert slot_errors_by_slot(mrs, texts)["area"] == {"slots": 2, "missing": 1, "contradicted": 0}
     assert slot_error_rate(mrs, texts, vals) == pytest.approx(3 / 5)
+    from multidiff.modalities.text.evaluate import slot_error_summary
+    assert slot_error_summary(slot_errors_by_slot(mrs, texts, vals)) == \
+        "family friendly 1/1 (0, 1), name 1/2 (1, 0), area 1/2 (0, 1)"   # worst rate first; ties keep their order
 
 
 def test_slot_select_keeps_the_candidate_that_realises_its_mr():

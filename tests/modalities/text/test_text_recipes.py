@@ -167,6 +167,7 @@ def test_data2text_recipe(tmp_path, tiny):
     assert [r["length_quantile"] for r in rows] == [0, 0.75] and rows[1]["slot_error_rate"] == [a, b]
     recipe_outputs = [line.split("||")[1] for line in (tmp_path / "d3" / "samples.txt").read_text().splitlines()]
     assert rows[1]["outputs"][0] == recipe_outputs and rows[1]["method"] == "dpmpp_2m_sde"
+    assert rows[1]["slot_errors_by_slot"] == m3["slot_errors_by_slot_all_seeds"]   # the same two seeds' outputs
     # a stopped run continues with --resume (the checkpoint's tokenizer and network); not as another task
     assert _load("text_data2text").main(["--out", str(out), "--max-steps", "5", "--config", str(tiny),
                                          "--max-sources", "4", "--resume", "--quiet"]) == 0
