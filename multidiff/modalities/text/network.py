@@ -3,6 +3,7 @@
     ids -> E (learned table [V, d], normalised 'none' | 'unit' | 'sqrt_d') -> x0      (the diffused space)
     x_in [B, L, d] (+ self-conditioning x0_hat [B, L, d]) -> Linear up to hidden
       + noise-level embedding (sinusoidal features of c_noise -> MLP) + known-position embedding
+      (+ optional end-position embedding: each position's distance to its row's last real position)
     -> BertModel (built from a BertConfig, or a local pretrained encoder folder), with AdaLN-style
        per-layer modulation h * (1 + scale_l(t)) + shift_l(t) (zero-initialised) at each layer input
     -> Linear down to d -> logits = scale * (h_d @ E^T) + bias                    [B, L, V]
@@ -47,7 +48,9 @@ class TextDenoiserNet(nn.Module):
         vocab_size: V. embed_dim: d (16-128). norm: 'none' | 'unit' (rows of norm 1, Plaid) | 'sqrt_d'
         (rows of norm sqrt(d), CDCD). hidden, layers, heads, intermediate, dropout: the BertConfig.
         max_len: longest sequence (position embeddings). self_cond: accept a previous x0_hat.
-        adaln: per-layer noise-level modulation. embed_init_std: N(0, std) init of the table
+        adaln: per-layer noise-level modulation. end_positions: add a learned embedding of each
+        position's distance to the last real position of its row (attention mask), so every position
+        knows the sentence length n directly, not only through attention. embed_init_std: N(0, std) init of the table
         (default 1 for norm 'none', 0.1 otherwise: with a normalised table the raw rows' scale sets how
         fast Adam turns them, so small rows learn faster).
         pretrained: a local folder with a Hugging Face encoder (config.json + weights) to use instead
@@ -56,7 +59,7 @@ class TextDenoiserNet(nn.Module):
 
     def __init__(self, vocab_size: int, embed_dim: int = 32, hidden: int = 128, layers: int = 4,
                  heads: int = 4, intermediate: int | None = None, dropout: float = 0.1, max_len: int = 128,
-                 norm: str = "unit", self_cond: bool = True, adaln: bool = True,
+                 norm: str = "unit", self_cond: bool = True, adaln: bool = True, end_positions: bool = False,
                  embed_init_std: float | None = None, pretrained: str | None = None):
         super().__init__()
         if norm not in NORMS:
@@ -75,6 +78,9 @@ class TextDenoiserNet(nn.Module):
         self.in_proj = nn.Linear(embed_dim * (2 if self_cond else 1), hidden)
         self.noise_emb = NoiseEmbedding(hidden)
         self.known_emb = nn.Parameter(torch.zeros(hidden))
+        self.end_emb = nn.Embedding(max_len, hidden) if end_positions else None
+        if self.end_emb is not None:
+            nn.init.zeros_(self.end_emb.weight)       # starts as the network without it
         self.out_norm = nn.LayerNorm(hidden)
         self.out_proj = nn.Linear(hidden, embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(max(1.0, math.sqrt(embed_dim)))))
@@ -141,6 +147,8 @@ class TextDenoiserNet(nn.Module):
         h = h + t
         if known is not None:
             h = h + known.unsqueeze(-1).to(h.dtype) * self.known_emb
+        if self.end_emb is not None:
+            h = h + self.end_emb(positions_from_end(attention_mask, B, L, x_in.device))
         self._mod = t if self.adaln is not None else None
         try:
             am = None if attention_mask is None else attention_mask.to(torch.long)
@@ -153,6 +161,15 @@ class TextDenoiserNet(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def positions_from_end(attention_mask: torch.Tensor | None, B: int, L: int, device) -> torch.Tensor:
+    """[B, L] long: n_b - 1 - i for the n_b real positions of row b (attention_mask [B, L], 1 = real;
+    None = all L real), 0 on padding."""
+    i = torch.arange(L, device=device).expand(B, L)
+    n = torch.full((B, 1), L, device=device) if attention_mask is None else \
+        attention_mask.to(device=device, dtype=torch.long).sum(1, keepdim=True)
+    return (n - 1 - i).clamp_min(0)
 
 
 def _build_encoder(hidden: int, layers: int, heads: int, intermediate: int | None, dropout: float,
