@@ -49,8 +49,9 @@ class TextDenoiserNet(nn.Module):
         (rows of norm sqrt(d), CDCD). hidden, layers, heads, intermediate, dropout: the BertConfig.
         max_len: longest sequence (position embeddings). self_cond: accept a previous x0_hat.
         adaln: per-layer noise-level modulation. end_positions: add a learned embedding of each
-        position's distance to the last real position of its row (attention mask), so every position
-        knows the sentence length n directly, not only through attention. embed_init_std: N(0, std) init of the table
+        position's distance to the last real position of its row (attention mask): in an unconditional
+        row every position then knows the length n directly, not only through attention (a data-to-text
+        row's end is that of its MR). embed_init_std: N(0, std) init of the table
         (default 1 for norm 'none', 0.1 otherwise: with a normalised table the raw rows' scale sets how
         fast Adam turns them, so small rows learn faster).
         pretrained: a local folder with a Hugging Face encoder (config.json + weights) to use instead
