@@ -46,7 +46,10 @@ class TextDenoiserNet(nn.Module):
 
     Args:
         vocab_size: V. embed_dim: d (16-128). norm: 'none' | 'unit' (rows of norm 1, Plaid) | 'sqrt_d'
-        (rows of norm sqrt(d), CDCD). hidden, layers, heads, intermediate, dropout: the BertConfig.
+        (rows of norm sqrt(d), CDCD). hidden, layers, heads, intermediate, dropout: the BertConfig
+        (dropout on the attention weights and the residual branches). input_dropout: dropout on the
+        encoder's input (BERT's embedding dropout; default 0: it would erase coordinates of the noisy
+        input that the network is asked to denoise).
         max_len: longest sequence (position embeddings). self_cond: accept a previous x0_hat.
         adaln: per-layer noise-level modulation. end_positions: add a learned embedding of each
         position's distance to the last real position of its row (attention mask): in an unconditional
@@ -61,7 +64,7 @@ class TextDenoiserNet(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int = 32, hidden: int = 128, layers: int = 4,
                  heads: int = 4, intermediate: int | None = None, dropout: float = 0.1, max_len: int = 128,
                  norm: str = "unit", self_cond: bool = True, adaln: bool = True, end_positions: bool = False,
-                 embed_init_std: float | None = None, pretrained: str | None = None):
+                 input_dropout: float = 0.0, embed_init_std: float | None = None, pretrained: str | None = None):
         super().__init__()
         if norm not in NORMS:
             raise ConfigError(f"embedding norm must be one of {NORMS}, not {norm!r}")
@@ -74,6 +77,11 @@ class TextDenoiserNet(nn.Module):
             embed_init_std = 1.0 if norm == "none" else 0.1
         nn.init.normal_(self.table.weight, std=embed_init_std)
         self.encoder = _build_encoder(hidden, layers, heads, intermediate, dropout, max_len, pretrained)
+        if not 0.0 <= input_dropout < 1.0:
+            raise ConfigError(f"input_dropout must be in [0, 1), not {input_dropout}")
+        embeddings = getattr(self.encoder, "embeddings", None)
+        if isinstance(getattr(embeddings, "dropout", None), nn.Dropout):
+            embeddings.dropout.p = input_dropout
         hidden = self.encoder.config.hidden_size
         self.hidden = hidden
         self.in_proj = nn.Linear(embed_dim * (2 if self_cond else 1), hidden)

@@ -1,10 +1,13 @@
 """TextDenoiserNet: the time modulation (AdaLN) must survive copy.deepcopy (the Trainer's EMA eval copy);
-the end-position embedding gives each position its distance to the row's last real position."""
+the end-position embedding gives each position its distance to the row's last real position; dropout acts
+inside the encoder but, unless asked, not on its (noisy) input."""
 
 import copy
 
+import pytest
 import torch
 
+from multidiff.errors import ConfigError
 from multidiff.modalities.text.network import TextDenoiserNet, positions_from_end
 
 
@@ -68,3 +71,34 @@ def test_end_positions_add_the_embedding_of_each_positions_distance_to_the_end()
 def test_saved_networks_without_the_option_build_as_before():
     net = TextDenoiserNet(vocab_size=30, embed_dim=8, hidden=32, layers=1, heads=2, max_len=16)
     assert net.end_emb is None and not any(k.startswith("end_emb") for k in net.state_dict())
+
+
+def _encoder_input_and_output(net: TextDenoiserNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training-mode pass: what the first encoder layer receives, and the network's logits."""
+    seen = []
+    hook = net.encoder.encoder.layer[0].register_forward_pre_hook(
+        lambda m, a, kw: seen.append(a[0] if a else kw["hidden_states"]), with_kwargs=True)
+    try:
+        out = net(x, torch.zeros(x.shape[0]))
+    finally:
+        hook.remove()
+    return seen[0], out
+
+
+@pytest.mark.parametrize("input_dropout", [0.0, 0.5])
+def test_dropout_spares_the_noisy_input_unless_asked(input_dropout):
+    torch.manual_seed(0)
+    net = TextDenoiserNet(vocab_size=30, embed_dim=8, hidden=32, layers=2, heads=2, dropout=0.3, max_len=16,
+                          input_dropout=input_dropout, adaln=False).train()
+    x = torch.randn(2, 6, 8)
+    (in1, out1), (in2, out2) = _encoder_input_and_output(net, x), _encoder_input_and_output(net, x)
+    assert (out1 - out2).abs().max() > 1e-3              # dropout is active inside the encoder
+    if input_dropout == 0.0:
+        torch.testing.assert_close(in1, in2)             # the encoder's input is not dropped
+    else:
+        assert ((in1 == 0) != (in2 == 0)).any()          # about half the coordinates zeroed, not the same
+
+
+def test_input_dropout_out_of_range_is_refused():
+    with pytest.raises(ConfigError, match="input_dropout"):
+        TextDenoiserNet(vocab_size=30, embed_dim=8, hidden=32, layers=1, heads=2, max_len=16, input_dropout=1.0)
