@@ -70,6 +70,8 @@ class TextDenoiserNet(nn.Module):
             raise ConfigError(f"embedding norm must be one of {NORMS}, not {norm!r}")
         if not 1 <= embed_dim <= 4096:
             raise ConfigError(f"embed_dim must be positive, not {embed_dim}")
+        if not 0.0 <= input_dropout < 1.0:
+            raise ConfigError(f"input_dropout must be in [0, 1), not {input_dropout}")
         self.vocab_size, self.embed_dim, self.norm, self.max_len = vocab_size, embed_dim, norm, max_len
         self.use_self_cond = self_cond
         self.table = nn.Embedding(vocab_size, embed_dim)
@@ -77,8 +79,6 @@ class TextDenoiserNet(nn.Module):
             embed_init_std = 1.0 if norm == "none" else 0.1
         nn.init.normal_(self.table.weight, std=embed_init_std)
         self.encoder = _build_encoder(hidden, layers, heads, intermediate, dropout, max_len, pretrained)
-        if not 0.0 <= input_dropout < 1.0:
-            raise ConfigError(f"input_dropout must be in [0, 1), not {input_dropout}")
         embeddings = getattr(self.encoder, "embeddings", None)
         if isinstance(getattr(embeddings, "dropout", None), nn.Dropout):
             embeddings.dropout.p = input_dropout
