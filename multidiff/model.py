@@ -193,14 +193,17 @@ class DiffusionModel(nn.Module):
     # ------------------------------------------------------------------------------------- likelihood
     @torch.no_grad()
     def nll(self, batch: Encoded, *, method: str = "elbo", seed: int = 0, net: nn.Module | None = None,
-            ode_steps: int = 32, elbo_samples: int = 16) -> torch.Tensor:
+            ode_steps: int | None = None, elbo_samples: int = 16) -> torch.Tensor:
         """Negative log-likelihood [B] in nats per item: the variational bound ("elbo") or the
-        probability-flow ODE ("ode"). Divide by `units()` counts for bits per dimension / token."""
+        probability-flow ODE ("ode", RK4 with `ode_steps` steps; None: the modality's default, else 32).
+        Divide by `units()` counts for bits per dimension / token."""
         net = net if net is not None else self.net
         custom = getattr(self.modality, "nll", None)
         g = torch.Generator().manual_seed(int(seed))
         if custom is not None:
-            return custom(net, batch, Draws(g, len(batch)), self.diffusion_dict(), method=method)
+            steps = {} if ode_steps is None else {"ode_steps": ode_steps}
+            return custom(net, batch, Draws(g, len(batch)), self.diffusion_dict(), method=method, **steps)
+        ode_steps = 32 if ode_steps is None else ode_steps
         d = self.diffusion
         D = self.denoiser(net)
         x0 = batch.x0.to(next(net.parameters()).device)

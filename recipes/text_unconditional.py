@@ -2,6 +2,7 @@
 
     python recipes/text_unconditional.py --out runs/text [--data FILE] [--max-steps N] [--seed S]
                                          [--config OVERRIDES.yaml] [--judge AR_RUN/model] [--resume]
+                                         [--init RUN/model]
 
 --data: any text file with one example per line, or E2E's ``MR||sentence`` lines (the sentence side is
 used). Default: the project's embedded synthetic restaurant corpus (made by `synthetic_corpus`, not real
@@ -11,6 +12,9 @@ its held-out NLL is the likelihood baseline.
 Writes OUT/model/ (multidiff sample|nll accept it), OUT/samples.txt, OUT/metrics.json, OUT/report.md.
 --resume continues OUT's run from its last checkpoint (its tokenizer and network; the same --data, --seed and
 training settings, a larger --max-steps allowed: the cosine schedule then spans the new total).
+--init RUN/model starts a new run (step 0, a fresh optimizer and schedule) from a saved model's EMA weights,
+tokenizer and network, with the training and sampling settings of --config (e.g. likelihood fine-tuning:
+--config recipes/configs/text_elbo_finetune.yaml); the same --data and --seed, so the split is the model's.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import torch
 
 from multidiff.config import from_dict, load_yaml
+from multidiff.errors import ConfigError
 from multidiff.model import DiffusionConfig, DiffusionModel, build_modality
 from multidiff.modalities.text import corpus
 from multidiff.modalities.text.evaluate import bound_per_token, timed_generate, unconditional_quality
@@ -78,17 +83,52 @@ def load_saved(path: str | Path, task: str, *, ema: bool, flag: str) -> Diffusio
     return model
 
 
+def check_init_seed(init: str | Path, seed: int) -> None:
+    """SystemExit when the model in `init` was trained with another --seed: its split differs, so
+    sentences it trained on would be held out here."""
+    root = Path(init) / "model" if (Path(init) / "model").is_dir() else Path(init)
+    state = root / "trainer_state.json"
+    if state.is_file():
+        saved = json.loads(state.read_text()).get("config", {}).get("seed")
+        if saved is not None and int(saved) != seed:
+            raise SystemExit(f"--init: {init} was trained with --seed {saved}, which drew its own 90/10 split; "
+                             f"pass --seed {saved} so that held-out sentences stay unseen")
+
+
+def apply_overrides(model: DiffusionModel, overrides: dict) -> None:
+    """Set the text settings of `overrides["modality_options"]` on a loaded model's modality; SystemExit
+    for network settings other than the saved ones, or for settings fixed once a model is built
+    (TextConfig.STRUCTURAL)."""
+    changed = sorted(k for k, v in (overrides.get("net") or {}).items() if model.net_config.get(k) != v)
+    if changed:
+        raise SystemExit(f"--init keeps the saved network; drop net: {changed} from --config")
+    try:
+        model.modality.reconfigure(**(overrides.get("modality_options") or {}))
+    except ConfigError as e:
+        raise SystemExit(f"--init: {e}")
+
+
 def build_model(cfg: dict, a: argparse.Namespace, out: Path, task: str):
     """(model, train, test, read report): a new text model for `task` prepared on the training split of
     `a.data`, or with `a.resume` the tokenizer and network of OUT's checkpoint (the Trainer then restores its
-    weights, optimizer and step). Sampling settings from cfg["eval"]; the sampling grid spans the trained
+    weights, optimizer and step), or with `a.init` a saved model (EMA weights) under the training and
+    sampling settings of the user's --config file. Sampling settings from cfg["eval"]; the sampling grid spans the trained
     logSNR range."""
     ev, clean = cfg["eval"], (cfg.get("data") or {}).get("clean_mrs", False)
     diffusion = DiffusionConfig(sampler=ev.get("method", "euler"), steps=ev.get("steps", 20))
+    init = getattr(a, "init", None)
+    if a.resume and init:
+        raise SystemExit("--resume continues OUT's run and --init starts a new one from a saved model: give one")
     if a.resume:
         if not has_checkpoint(out):
             raise SystemExit(f"--resume: {out} holds no checkpoint (model/); start without --resume")
         model = load_saved(out, task, ema=False, flag="--resume")
+        model.diffusion = diffusion
+        train, test, data_report = read_examples(model.modality, a.data, a.seed, clean)
+    elif init:
+        model = load_saved(init, task, ema=True, flag="--init")
+        check_init_seed(init, a.seed)
+        apply_overrides(model, load_yaml(a.config) if a.config else {})
         model.diffusion = diffusion
         train, test, data_report = read_examples(model.modality, a.data, a.seed, clean)
     else:
@@ -122,6 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--judge", help="folder of an AR judge saved by text_ar_baseline.py (OUT/model)")
     ap.add_argument("--judge-steps", type=int, help="steps of the AR judge trained here (default --max-steps)")
     ap.add_argument("--resume", action="store_true", help="continue OUT's run from its last checkpoint")
+    ap.add_argument("--init", help="start a new run from this saved model's weights (RUN or RUN/model)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)

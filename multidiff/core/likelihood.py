@@ -21,16 +21,18 @@ def bits_per_dim(nats: torch.Tensor, dims: int | torch.Tensor) -> torch.Tensor:
     return nats / (dims * LN2)
 
 
-def gaussian_logpdf(x: torch.Tensor, mean: torch.Tensor | float, std: torch.Tensor | float) -> torch.Tensor:
-    """log N(x; mean, std^2 I) summed over all but the first dim, [B]."""
+def gaussian_logpdf(x: torch.Tensor, mean: torch.Tensor | float, std: torch.Tensor | float,
+                    reduce: bool = True) -> torch.Tensor:
+    """log N(x; mean, std^2 I) summed over all but the first dim, [B] (per dimension, x's shape, with
+    reduce=False)."""
     var = torch.as_tensor(std, dtype=x.dtype, device=x.device) ** 2
     lp = -0.5 * ((x - mean) ** 2 / var + torch.log(2 * math.pi * var))
-    return lp.flatten(1).sum(1)
+    return lp.flatten(1).sum(1) if reduce else lp
 
 
 def ode_nll(denoiser: Callable[..., torch.Tensor], x0: torch.Tensor, *, sigma_min: float, sigma_max: float,
             exact_trace: bool = False, generator: torch.Generator | None = None, steps: int = 32,
-            cond: dict | None = None) -> torch.Tensor:
+            cond: dict | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Negative log-likelihood [B] (nats per example) of x0 under the model's marginal at sigma_min.
 
     Integrates the probability-flow ODE dx/dlog(sigma) = x - D(x, sigma) from sigma_min to sigma_max together
@@ -44,17 +46,24 @@ def ode_nll(denoiser: Callable[..., torch.Tensor], x0: torch.Tensor, *, sigma_mi
 
     The trace is Hutchinson's estimator with one Rademacher probe per example, fixed along the path, or the
     exact trace (one vector-Jacobian product per dimension) with `exact_trace=True`.
+
+    `mask` (bool, broadcastable to x0): the dimensions that flow. The others stay at their x0 values, are
+    not probed and not scored, so the result is -log p(masked dims | the rest) (e.g. a sentence's words
+    given its padding and any known context).
     """
     if not (0 < sigma_min < sigma_max):
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
     if not torch.isfinite(x0).all():
         raise ValueError("x0 contains NaN or Inf")
     cond = cond or {}
-    B, dims = x0.shape[0], x0[0].numel()
+    B = x0.shape[0]
+    keep = None if mask is None else torch.broadcast_to(mask.to(x0.device, torch.bool), x0.shape)
     probe = None
     if not exact_trace:
         probe = torch.randint(0, 2, x0.shape, generator=generator, device="cpu" if generator is None
                               else generator.device, dtype=torch.int64).to(x0.device, x0.dtype) * 2 - 1
+        if keep is not None:
+            probe = probe * keep
     u = torch.linspace(math.log(sigma_min), math.log(sigma_max), steps + 1, dtype=torch.float64).tolist()
 
     def rhs(x: torch.Tensor, log_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +71,8 @@ def ode_nll(denoiser: Callable[..., torch.Tensor], x0: torch.Tensor, *, sigma_mi
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             f = x - denoiser(x, sigma, **cond)
+            if keep is not None:
+                f = torch.where(keep, f, torch.zeros_like(f))
             if probe is not None:
                 (g,) = torch.autograd.grad(f, x, probe)
                 div = (g * probe).flatten(1).sum(1)
@@ -78,7 +89,9 @@ def ode_nll(denoiser: Callable[..., torch.Tensor], x0: torch.Tensor, *, sigma_mi
         k4, d4 = rhs(x + h * k3, b)
         x = x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
         delta = delta + (h / 6) * (d1 + 2 * d2 + 2 * d3 + d4)
-    return -(gaussian_logpdf(x, 0.0, sigma_max) + delta)
+    prior = gaussian_logpdf(x, 0.0, sigma_max) if keep is None else \
+        (gaussian_logpdf(x, 0.0, sigma_max, reduce=False) * keep).flatten(1).sum(1)
+    return -(prior + delta)
 
 
 def _exact_divergence(f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

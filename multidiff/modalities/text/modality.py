@@ -66,6 +66,11 @@ class TextConfig:
     delexicalise: list[str] = dataclasses.field(default_factory=list)  # data2text: slots (e.g. name, near)
     #                                    whose values become placeholders in training and are copied back
 
+    # fixed once a model is built (its tokenizer, layout, network input and the logSNR sampler's bins)
+    STRUCTURAL = ("tokenizer", "vocab_size", "min_frequency", "lowercase", "task", "length_mode", "max_len",
+                  "max_source_len", "source_first", "max_chars", "logsnr_min", "logsnr_max", "logsnr_bins",
+                  "delexicalise")
+
     def validate(self) -> None:
         choices = {"task": ("unconditional", "data2text"), "length_mode": ("given", "pad"),
                    "objective": obj.OBJECTIVES, "grid": ("warped", "karras")}
@@ -436,6 +441,15 @@ class TextModality(Modality):
             raise ConfigError("this network has no logsnr_sampler; build it with TextModality.denoiser_net")
         return s
 
+    def reconfigure(self, **settings: Any) -> None:
+        """Change training or sampling settings (TextConfig keys) of a modality whose model is built, e.g.
+        the objective before fine-tuning. ConfigError for unknown keys or for STRUCTURAL ones that differ."""
+        fixed = sorted(k for k in settings if k in TextConfig.STRUCTURAL and settings[k] != getattr(self.config, k))
+        if fixed:
+            raise ConfigError(f"text: {', '.join(fixed)} cannot change once a model is built (tokenizer, layout, "
+                              f"logSNR range); leave them out")
+        self.config = self._cfg({"text": settings})
+
     def _cfg(self, diffusion_config: dict[str, Any] | None) -> TextConfig:
         """Modality config with per-call overrides from ``diffusion_config["text"]`` (TextConfig keys)."""
         over = dict((diffusion_config or {}).get("text") or {})
@@ -550,30 +564,40 @@ class TextModality(Modality):
         return -logp[n]
 
     def nll_terms(self, net: nn.Module, batch: Encoded, draws: Draws,
-                  diffusion_config: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-        """Bound terms in nats per item [B] ('prior', 'diffusion', 'reconstruction', 'length', 'total')
-        and 'tokens' [B] (see `num_units`)."""
+                  diffusion_config: dict[str, Any] | None = None, method: str = "elbo",
+                  ode_steps: int = 64) -> dict[str, torch.Tensor]:
+        """Bound terms in nats per item [B] and 'tokens' [B] (see `num_units`). method 'elbo': the
+        continuous-time bound ('prior', 'diffusion', 'reconstruction'); 'ode': the probability-flow bound
+        (`objectives.flow_terms`: 'flow', 'entropy', 'diffusion', 'reconstruction'; RK4 with `ode_steps`
+        steps). Both add 'length' (-log p(n)) into 'total'."""
+        if method not in ("elbo", "ode"):
+            raise ConfigError(f"unknown text likelihood method {method!r}; use 'elbo' or 'ode'")
         c = self._cfg(diffusion_config)
         batch = batch.to(next(obj._u(net).parameters()).device)
         was = net.training
         net.eval()
-        with torch.no_grad():
-            t = obj.bound_terms(net, self._batch(batch), draws, sampler=self._sampler(net),
-                                output_prior=c.output_prior)
-        net.train(was)
+        try:
+            if method == "ode":
+                t = obj.flow_terms(net, self._batch(batch), draws, sampler=self._sampler(net),
+                                   output_prior=c.output_prior, steps=ode_steps)
+            else:
+                with torch.no_grad():
+                    t = obj.bound_terms(net, self._batch(batch), draws, sampler=self._sampler(net),
+                                        output_prior=c.output_prior)
+        finally:
+            net.train(was)
         t["length"] = self.length_nll(batch).to(t["total"].device)
         t["total"] = t["total"] + t["length"]
         t["tokens"] = self.num_units(batch).to(t["total"].device)
         return t
 
     def nll(self, net: nn.Module, batch: Encoded, draws: Draws, diffusion_config: dict[str, Any] | None = None,
-            method: str = "elbo", samples: int = 1, **_: Any) -> torch.Tensor:
+            method: str = "elbo", samples: int = 1, ode_steps: int = 64, **_: Any) -> torch.Tensor:
         """Upper bound on -log p(item) in nats per item [B] (length term included), averaged over
-        `samples` independent estimates. Only the variational bound is offered (method 'elbo')."""
-        if method != "elbo":
-            raise ConfigError(f"the text modality computes the variational bound only (method='elbo'), "
-                              f"not {method!r}")
-        tot = sum(self.nll_terms(net, batch, draws, diffusion_config)["total"] for _ in range(samples))
+        `samples` independent estimates: the variational bound (method 'elbo') or the probability-flow
+        bound ('ode', see `nll_terms`)."""
+        tot = sum(self.nll_terms(net, batch, draws, diffusion_config, method=method, ode_steps=ode_steps)["total"]
+                  for _ in range(samples))
         return tot / samples
 
     # --- persistence ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ class ScriptedModality:
     def __init__(self, totals):
         self.totals = list(totals)
 
-    def nll_terms(self, net, batch, draws):
+    def nll_terms(self, net, batch, draws, method="elbo", ode_steps=64):
         total = torch.tensor(self.totals.pop(0), dtype=torch.float64)
         assert len(total) == len(batch)
         return {"total": total, "diffusion": 0.5 * total, "tokens": torch.full_like(total, 5.0)}

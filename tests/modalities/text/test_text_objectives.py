@@ -130,6 +130,35 @@ def test_bound_matches_exact_nll_for_exact_denoiser():
     assert se[True] < 0.7 * se[False]
 
 
+def test_flow_bound_matches_exact_nll_for_exact_denoiser():
+    """The same exactly known likelihood (2 uniform tokens of 6: 2 log 6) through the probability-flow
+    bound. Each row also has a known (context) first position and a padded last one: neither may flow
+    nor count.
+    With the exact denoiser p_ODE(z0) is the true marginal, so the bound is tight up to -log p(w | z0)
+    (about 0 at lambda_max 12) and the solver's error; a 4-step solve is far off (it checks that the test
+    can see solver error)."""
+    torch.manual_seed(0)
+    V, d, B = 6, 3, 2048
+    E = F.normalize(torch.randn(V, d), dim=-1)
+    net = ExactPosterior(E)
+    ids = torch.randint(V, (B, 4), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(B, 4, dtype=torch.bool)
+    mask[:, 3] = False
+    known = torch.zeros(B, 4, dtype=torch.bool)
+    known[:, 0] = True
+    b = obj.Batch(ids, mask, mask & ~known, known)
+    s = obj.LogSNRSampler(-12, 12, bins=48, adaptive=False)
+    exact = 2 * math.log(V)
+    t = obj.flow_terms(net, b, Draws.seeded(0, B), sampler=s, steps=32)
+    se = float(t["total"].std()) / math.sqrt(B)
+    assert float(t["reconstruction"].mean()) < 1e-3 and torch.equal(t["tokens"], torch.full((B,), 2.0))
+    assert float(t["total"].mean()) == pytest.approx(exact, abs=4 * se) and se < 0.05
+    assert float(t["entropy"].mean()) == pytest.approx(-2 * d / 2 * (1 + math.log(2 * math.pi) - 12 + 2 * math.log(
+        float(net.sigma_data()))), abs=0.3)   # -H(q(z0 | w)) over the 2 counted positions
+    coarse = obj.flow_terms(net, b, Draws.seeded(0, B), sampler=s, steps=4)
+    assert abs(float(coarse["total"].mean()) - exact) > 10 * se
+
+
 def test_diffusion_lm_and_elbo_objectives_run_and_train_embeddings():
     for objective in ("elbo", "diffusion_lm"):
         net, b = _tiny_net(norm="none"), _batch()

@@ -48,6 +48,38 @@ def test_unconditional_resume_continues_the_same_run(tmp_path, tiny):
 
 
 @pytest.mark.slow
+def test_unconditional_init_starts_a_new_run_from_saved_weights(tmp_path, tiny):
+    """--init: a new run (step 0) from the saved EMA weights (a 1e-12 learning rate leaves the parameters as
+    they were) with the objective of --config in force; refusals for another seed, network or layout settings."""
+    ar = tmp_path / "ar"
+    assert _load("text_ar_baseline").main(["--out", str(ar), "--max-steps", "2", "--config", str(tiny), "--quiet"]) == 0
+    recipe = _load("text_unconditional")
+    run = lambda out, cfg, *more: recipe.main(["--out", str(out), "--max-steps", "2", "--config", str(cfg),
+                                               "--judge", str(ar / "model"), "--quiet", *more])
+    assert run(tmp_path / "base", tiny) == 0
+    base = tmp_path / "base" / "model"
+    ft = tmp_path / "ft.yaml"
+    ft.write_text(tiny.read_text().replace("warmup_steps: 1", "warmup_steps: 0, lr: 1.0e-12, lr_schedule: constant")
+                  + "modality_options: {objective: elbo, ce_weight: 0.0}\n")
+    assert run(tmp_path / "ft", ft, "--init", str(base)) == 0
+    m = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert m["train_steps"] == 2 and [c["step"] for c in m["curve"]] == [2]
+    start, tuned = DiffusionModel.from_pretrained(base), DiffusionModel.from_pretrained(tmp_path / "ft", ema=False)
+    assert tuned.modality.config.objective == "elbo" and start.modality.config.objective == "score_interp"
+    for (name, p), q in zip(start.net.named_parameters(), tuned.net.parameters()):   # (the logSNR fit adapts on)
+        assert torch.allclose(p, q, atol=1e-6), name
+    with pytest.raises(SystemExit, match="--seed 0"):
+        run(tmp_path / "x", ft, "--init", str(base), "--seed", "1")
+    with pytest.raises(SystemExit, match="give one"):
+        run(tmp_path / "ft", ft, "--init", str(base), "--resume")
+    for bad, match in (("net: {layers: 2}\n", "keeps the saved network"),
+                       ("modality_options: {max_len: 9}\n", "max_len cannot change")):
+        (tmp_path / "bad.yaml").write_text(bad)
+        with pytest.raises(SystemExit, match=match):
+            run(tmp_path / "x", tmp_path / "bad.yaml", "--init", str(base))
+
+
+@pytest.mark.slow
 def test_unconditional_and_ar_recipes(tmp_path, tiny):
     out = tmp_path / "u"
     assert _load("text_unconditional").main(["--out", str(out), "--max-steps", "3", "--config", str(tiny),
@@ -104,6 +136,14 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
     assert held["sentences"] == len(test) and held["nats_per_token"] == pytest.approx(direct["nats_per_token"])
     assert held["standard_error"] == pytest.approx(direct["nats_per_token_se"]) and held["standard_error"] > 0
     assert b["ratio"] == pytest.approx(held["nats_per_token"] / 2.0)
+    assert tbe.main(["--run", str(out), "--data", str(data), "--estimates", "2", "--method", "ode", "--ode-steps",
+                     "3", "--held-out-only", "--json", str(tmp_path / "f.json")]) == 0    # the flow bound
+    f = json.loads((tmp_path / "f.json").read_text())
+    flow = bound_per_token(model.modality, model.net.eval(), model.modality.encode(test), repeats=2, seed=0,
+                           method="ode", ode_steps=3)
+    assert list(f["rows"]) == ["held_out"] and f["gap"] is None and f["method"] == "ode"
+    assert f["rows"]["held_out"]["nats_per_token"] == pytest.approx(flow["nats_per_token"])
+    assert flow["nats_per_token"] != pytest.approx(direct["nats_per_token"]) and "flow" in flow
     with pytest.raises(SystemExit):
         tbe.main(["--run", str(out), "--data", str(data), "--estimates", "1"])
     assert m["bound"]["nats_per_token_se"] is None and m["bound"]["repeats"] == 1   # the recipe's one estimate
