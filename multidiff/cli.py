@@ -119,6 +119,10 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     from .run import load
 
     model = load(a.run_dir)
+    if a.guidance is not None and a.guidance != 1.0 and not model.null_cond():
+        raise ConfigError(f"--guidance needs a class-conditional model (one with a null label); this "
+                          f"{type(model.modality).__name__} model has none. Text data-to-text models set "
+                          "their guidance in the config (modality_options: {guidance: W})")
     samples = model.sample(a.num, steps=a.steps, method=a.method, seed=a.seed, guidance=a.guidance,
                            **_parse_cond(a.cond))
     if a.out:
@@ -146,8 +150,9 @@ def _cmd_nll(a: argparse.Namespace) -> int:
     per_unit = (nats_t / units_t / ln2).tolist()
     per_item = nats_t.tolist()
     mean = float(nats_t.sum() / units_t.sum() / ln2)  # total bits over total units (per-token convention)
+    counts = _input_counts(model.modality)
     result = {"method": a.method, "units": f"bits/{unit}", "mean": mean, "items": len(per_unit),
-              "skipped": [{"item": str(w), "reason": r} for w, r in skipped]}
+              "skipped": [{"item": str(w), "reason": r} for w, r in skipped], **counts}
     if a.json:
         result["per_item"] = per_unit
         result["per_item_nats"] = per_item
@@ -155,7 +160,24 @@ def _cmd_nll(a: argparse.Namespace) -> int:
     else:
         print(f"{a.method} NLL: {mean:.4f} bits/{unit} over {len(per_unit)} items"
               + (f" ({len(skipped)} skipped)" if skipped else ""))
+        _print_input_counts(counts)
     return 0
+
+
+def _input_counts(modality) -> dict:
+    """{"input_counts": ...} for a modality that counts what it altered while reading and encoding (text:
+    replaced bytes, cut lines, UNK tokens), else {}."""
+    report = getattr(modality, "report", None)
+    return {"input_counts": report()} if callable(report) else {}
+
+
+def _print_input_counts(counts: dict) -> None:
+    c = counts.get("input_counts", {})
+    altered = {k: c[k] for k in ("bad_utf8_replaced", "truncated_chars", "truncated_lines", "unk_tokens")
+               if c.get(k)}
+    if altered:
+        print("input kept but altered: " + ", ".join(f"{k} {v}" for k, v in altered.items())
+              + (f" of {c['tokens']} tokens" if "unk_tokens" in altered else ""), file=sys.stderr)
 
 
 def _cmd_score(a: argparse.Namespace) -> int:
@@ -174,6 +196,7 @@ def _cmd_score(a: argparse.Namespace) -> int:
     options = {"labels": labels, "sigmas": sigmas, "contrast_weight": weight}
     scores = scoring.score_items(model, items, a.method, a.seed, a.batch_size, progress=sys.stderr.isatty(),
                                  **options)
+    counts = _input_counts(model.modality)  # of --data only: taken before the calibration file is read
     threshold = None
     if a.calibrate:
         normal, _ = model.modality.read(a.calibrate)
@@ -199,6 +222,7 @@ def _cmd_score(a: argparse.Namespace) -> int:
              "calibration_data": str(a.calibrate)}, indent=2))
     print(f"scored {len(scores)} items ({len(skipped)} unreadable, listed with the reason) -> {out}"
           + (f"; threshold {threshold:.4g} {unit} at FPR {a.fpr}" if threshold is not None else ""))
+    _print_input_counts(counts)
     return 0
 
 

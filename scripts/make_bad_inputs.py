@@ -2,7 +2,7 @@
 
     python scripts/make_bad_inputs.py [OUT_DIR]
 
-Each file's expected outcome lives in `EXPECTED` (kind/name -> "error", "skipped" or "ok"); the tests read it.
+Each file's expected outcome lives in `EXPECTED` (kind/name -> "error", "skipped", "altered" or "ok"); the tests read it.
 Files are generated, not committed: the 30-minute recording alone is 29 MB.
 """
 
@@ -82,7 +82,7 @@ def configs(out: Path) -> None:
 
 
 # kind/name -> expected outcome when read (audio: by AudioModality.read of the folder; vectors: VectorModality.read;
-# text: TextModality.read, "skipped" = read with the line reported (bytes replaced or line truncated);
+# text: TextModality.read, "altered" = every line kept, the replaced bytes or the cut line counted in `report()`;
 # configs: `multidiff train` exits 2 with a one-line message)
 EXPECTED = {
     **{f"audio/{n}": "skipped" for n in ["empty.wav", "header_only.wav", "truncated.wav", "wrong_extension.wav",
@@ -92,7 +92,7 @@ EXPECTED = {
     "vectors/wrong_columns.csv": "skipped", "vectors/strings.csv": "skipped", "vectors/nan.csv": "skipped",
     "vectors/inf.csv": "skipped", "vectors/all_bad.csv": "error", "vectors/object.npy": "error",
     "text/empty.txt": "error", "text/blank_lines.txt": "error", "text/nul_bytes.txt": "ok",
-    "text/invalid_utf8.txt": "skipped", "text/one_megabyte_line.txt": "skipped", "text/international.txt": "ok",
+    "text/invalid_utf8.txt": "altered", "text/one_megabyte_line.txt": "altered", "text/international.txt": "ok",
     **{f"configs/{n}": "error" for n in ["unknown_key.yaml", "wrong_type.yaml", "negative_size.yaml",
                                          "missing_data.yaml", "not_a_mapping.yaml", "bad_yaml.yaml"]},
 }

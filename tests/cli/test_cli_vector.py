@@ -82,3 +82,10 @@ def test_missing_data_and_model_errors(tmp_path, capsys):
     assert "data.path is not set" in capsys.readouterr().err
     assert main(["sample", str(tmp_path)]) == 2
     assert "holds no saved model" in capsys.readouterr().err
+
+
+def test_guidance_on_an_unconditional_model_is_refused(trained, capsys):
+    d, _ = trained
+    assert main(["sample", str(d / "run"), "--num", "4", "--guidance", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a class-conditional model" in err and err.count("\n") == 1, err

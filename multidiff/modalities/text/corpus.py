@@ -11,6 +11,8 @@ counted. Token-level counts (UNK, truncation to the model's length) come from th
 
 from __future__ import annotations
 
+import codecs
+
 import random
 import re
 from dataclasses import dataclass, field
@@ -39,7 +41,8 @@ class ReadStats:
     def as_dict(self) -> dict:
         return {"lines": self.lines, "kept": self.kept, "empty_skipped": self.empty_skipped,
                 "bad_utf8_replaced": self.bad_utf8, "bad_utf8_lines": self.bad_utf8_lines[:100],
-                "truncated_chars": self.truncated_chars, "malformed_mr": self.malformed_mr,
+                "truncated_chars": self.truncated_chars, "truncated_chars_lines": self.truncated_lines[:100],
+                "malformed_mr": self.malformed_mr,
                 "no_sentence": len(self.no_sentence_lines)}
 
 
@@ -66,6 +69,8 @@ def read_lines(path: str | Path, *, max_chars: int = 2000, on_bad_utf8: str = "r
     raw = p.read_bytes()
     if not raw.strip():
         raise DataError(f"text file {p} is empty; give a file with one example per line")
+    if raw.startswith(codecs.BOM_UTF8):     # a byte-order mark would become part of the first line's first word
+        raw = raw[len(codecs.BOM_UTF8):]
     st = stats if stats is not None else ReadStats()
     out: list[str] = []
     for n, bline in enumerate(raw.splitlines(), start=1):

@@ -196,16 +196,15 @@ class TextModality(Modality):
 
     # --- data -------------------------------------------------------------------------------------
     def read(self, path: str | Path) -> tuple[list[Example], list[tuple[str, str]]]:
-        """Examples of a line file (plain or E2E ``MR||sentence``). Skipped = empty lines; invalid UTF-8
-        is replaced and listed too. All counts accumulate in `self.read_stats` (see `report()`)."""
+        """Examples of a line file (plain or E2E ``MR||sentence``) and the lines left out, as (``path:line``,
+        reason): empty lines and MRs without a sentence. Lines kept with invalid UTF-8 replaced or cut at
+        `max_chars` are not in that list (they are read and scored); they are counted, with their line numbers,
+        in `self.read_stats` like everything else (see `report()`)."""
         items, st = read_corpus(path, max_chars=self.config.max_chars)
         for f in dataclasses.fields(ReadStats):
             v = getattr(st, f.name)
             setattr(self.read_stats, f.name, getattr(self.read_stats, f.name) + v)
         skipped = [(f"{path}:{n}", "empty line") for n in st.empty_lines]
-        skipped += [(f"{path}:{n}", "invalid UTF-8 replaced with U+FFFD") for n in st.bad_utf8_lines]
-        skipped += [(f"{path}:{n}", f"longer than {self.config.max_chars} characters, truncated")
-                    for n in st.truncated_lines]
         skipped += [(f"{path}:{n}", "meaning representation without a sentence") for n in st.no_sentence_lines]
         return NamedItems(items, [f"{path}:{n}" for n in st.kept_lines]), skipped
 
@@ -334,7 +333,7 @@ class TextModality(Modality):
 
     def sample_shape(self, num: int, length: int | Sequence[int] | None = None,
                      source: Sequence[Any] | None = None, generator: torch.Generator | None = None,
-                     seed: int = 0, template: str | None = None, length_quantile: float = 0.0, **_: Any
+                     seed: int = 0, template: str | None = None, length_quantile: float = 0.0, **unknown: Any
                      ) -> tuple[tuple[int, int, int], Encoded]:
         """Shape [num, L, d] to generate and the Encoded context (ids with known source, mask, known).
 
@@ -348,6 +347,11 @@ class TextModality(Modality):
         [MASK] positions) and the length is the template's. The context is sampler-ready: see
         `_sampling_context`."""
         tok, c = self._need_tokenizer(), self.config
+        if unknown:
+            raise ConfigError(f"text sampling does not take {sorted(unknown)}; its conditioning options are "
+                              "length=N, template='... [MASK] ...' and (data-to-text) source=MR")
+        if template is not None and length is not None:
+            raise ConfigError("give either a template (its length is the template's) or length=N, not both")
         d = self._embed_dim()
         if c.task == "data2text":
             if source is None or len(source) != num:
@@ -368,7 +372,7 @@ class TextModality(Modality):
             else:
                 lens = self._draw_lengths(self.length_counts, num, g)
         else:
-            lens = [int(length)] * num if isinstance(length, int) else [int(n) for n in length]
+            lens = _lengths(length, num, self._max_target())
         rows, knowns = [], []
         if template is not None:
             if c.task == "data2text" or c.length_mode == "pad":
@@ -643,6 +647,15 @@ class TextModality(Modality):
     def report(self) -> dict[str, Any]:
         """Bad-input and tokenisation counts for run reports."""
         return {**self.read_stats.as_dict(), **self.encode_stats.as_dict()}
+
+
+def _lengths(length: int | Sequence[int], num: int, max_target: int) -> list[int]:
+    """`num` target lengths from one length or one per sample, each checked to lie in [1, max_target]."""
+    lens = [length] * num if isinstance(length, int) else list(length) if not isinstance(length, str) else None
+    if lens is None or len(lens) != num or not all(isinstance(n, int) and 1 <= n <= max_target for n in lens):
+        raise ConfigError(f"length must be a whole number of tokens from 1 to {max_target} (the model's max_len), "
+                          f"or one such number per sample ({num}); got {length!r}")
+    return lens
 
 
 def _quantile(counts: Sequence[int], q: float) -> int:

@@ -31,10 +31,17 @@ def test_empty_lines_bad_utf8_long_lines(tmp_path):
         read_lines(p, on_bad_utf8="error")
     m = TextModality(max_chars=20)
     items, skipped = m.read(p)
-    assert len(items) == 4 and len(skipped) == 4
+    assert len(items) == 4 and skipped == [(f"{p}:2", "empty line"), (f"{p}:3", "empty line")]
     assert items.names == [f"{p}:{n}" for n in (1, 4, 5, 6)]  # items keep their line numbers
     rep = m.report()
     assert rep["empty_skipped"] == 2 and rep["bad_utf8_replaced"] == 1 and rep["truncated_chars"] == 1
+    assert rep["bad_utf8_lines"] == [4] and rep["truncated_chars_lines"] == [5]
+
+
+def test_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    p = tmp_path / "bom.txt"
+    p.write_bytes(b"\xef\xbb\xbfthe eagle\r\nthe mill\r\n")
+    assert read_lines(p) == ["the eagle", "the mill"]
 
 
 def test_mr_without_sentence_is_skipped_and_counted(tmp_path):

@@ -65,6 +65,19 @@ def test_sample_shape_lengths_and_sources():
     assert enc.known.sum(1).tolist() == [len(d2t.tokenizer.encode(l.split("||")[0])) + 1 for l in LINES[:2]]
 
 
+@pytest.mark.parametrize("cond, match", [
+    (dict(length=0), "from 1 to 64"), (dict(length=65), "from 1 to 64"), (dict(length="12"), "whole number"),
+    (dict(length=[4, 5]), "one such number per sample"), (dict(lenght=12), r"\['lenght'\]"),
+    (dict(length=5, template="the [MASK] ."), "not both")])
+def test_sample_shape_refuses_bad_conditioning(cond, match):
+    m = TextModality(max_len=64)
+    m.prepare(LINES)
+    m.denoiser_net(dict(embed_dim=8, hidden=16, layers=1, heads=2))
+    with pytest.raises(ConfigError, match=match):
+        m.sample_shape(3, **cond)
+    assert m.sample_shape(3, length=64)[0][1] == 64                   # the largest length is accepted
+
+
 def test_state_round_trip_and_config_errors(tmp_path):
     m = TextModality(max_len=32)
     m.prepare(LINES)
