@@ -119,10 +119,6 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     from .run import load
 
     model = load(a.run_dir)
-    if a.guidance is not None and a.guidance != 1.0 and not model.null_cond():
-        raise ConfigError(f"--guidance needs a class-conditional model (one with a null label); this "
-                          f"{type(model.modality).__name__} model has none. Text data-to-text models set "
-                          "their guidance in the config (modality_options: {guidance: W})")
     samples = model.sample(a.num, steps=a.steps, method=a.method, seed=a.seed, guidance=a.guidance,
                            **_parse_cond(a.cond))
     if a.out:

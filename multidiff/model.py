@@ -153,6 +153,10 @@ class DiffusionModel(nn.Module):
                   guidance: float | None = None, net: nn.Module | None = None, callback=None,
                   **cond: Any) -> tuple[torch.Tensor, Encoded | None]:
         """Generate `num` items in the diffused space. Returns (x0 [num, ...], the context used)."""
+        if guidance is not None and guidance != 1.0 and not self.null_cond():
+            raise ConfigError(f"guidance {guidance} needs a class-conditional model (one with a null label); this "
+                              f"{type(self.modality).__name__} model has none. Text data-to-text models set "
+                              "their guidance in the config (modality_options: {guidance: W})")
         net = net if net is not None else self.net
         was_training = net.training
         net.eval()

@@ -12,7 +12,6 @@ counted. Token-level counts (UNK, truncation to the model's length) come from th
 from __future__ import annotations
 
 import codecs
-
 import random
 import re
 from dataclasses import dataclass, field

@@ -651,8 +651,8 @@ class TextModality(Modality):
 
 def _lengths(length: int | Sequence[int], num: int, max_target: int) -> list[int]:
     """`num` target lengths from one length or one per sample, each checked to lie in [1, max_target]."""
-    lens = [length] * num if isinstance(length, int) else list(length) if not isinstance(length, str) else None
-    if lens is None or len(lens) != num or not all(isinstance(n, int) and 1 <= n <= max_target for n in lens):
+    lens = [length] * num if isinstance(length, (int, str)) else list(length)
+    if len(lens) != num or not all(isinstance(n, int) and 1 <= n <= max_target for n in lens):
         raise ConfigError(f"length must be a whole number of tokens from 1 to {max_target} (the model's max_len), "
                           f"or one such number per sample ({num}); got {length!r}")
     return lens

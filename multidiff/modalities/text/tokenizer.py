@@ -146,8 +146,8 @@ class TextTokenizer:
         if expected != self.fingerprint:
             raise MismatchError(f"tokenizer fingerprint {self.fingerprint} does not match the model's "
                                 f"{expected}: the model was trained with another vocabulary. Use the "
-                                "tokenizer saved with the model (DiffusionModel.from_pretrained loads it from modality/meta.json), "
-                                "or train a new model with this tokenizer")
+                                "tokenizer saved with the model (from_pretrained loads it from "
+                                "modality/meta.json), or train a new model with this tokenizer")
 
     # --- use ---------------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
