@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from .config import apply_overrides, load_yaml
-from .errors import ConfigError, MultidiffError
+from .errors import ConfigError, DataError, MultidiffError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate items from a trained model")
     s.add_argument("run_dir")
-    s.add_argument("--num", type=int, default=8)
+    s.add_argument("--num", type=int, help="how many items (default 8; with --source one per MR)")
     s.add_argument("--steps", type=int)
     s.add_argument("--method", help="sampler: euler, euler_ancestral, ddim, ddpm, heun, dpmpp_2m, dpmpp_2m_sde")
     s.add_argument("--seed", type=int, default=0)
@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output file or folder (format chosen by the modality)")
     s.add_argument("--cond", action="append", default=[], metavar="KEY=VALUE",
                    help="conditioning, e.g. --cond label=7")
+    s.add_argument("--source", metavar="FILE",
+                   help="data-to-text models: meaning representations, one per line ('slot : value | ...', or "
+                        "'MR||sentence' lines); one output per MR, in order")
 
     n = sub.add_parser("nll", help="negative log-likelihood of data under a trained model")
     n.add_argument("run_dir")
@@ -104,8 +107,33 @@ def _parse_cond(items: Sequence[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--cond {item!r}: expected key=value, e.g. --cond label=7")
         k, v = item.split("=", 1)
-        out[k] = int(v) if v.lstrip("-").isdigit() else v
+        out[k] = _number(v)
     return out
+
+
+def _number(text: str) -> Any:
+    """`text` as an int or a float when it is one (label=7, length_quantile=0.5), else the string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_sources(path: str) -> list[str]:
+    """The non-empty lines of a UTF-8 file of meaning representations; DataError when there are none."""
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8-sig").splitlines()]
+    except OSError as e:
+        raise DataError(f"--source {path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"--source {path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        raise DataError(f"--source {path} holds no meaning representations; give one per line, e.g. "
+                        "'name : The Eagle | food : French'")
+    return lines
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -119,8 +147,15 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     from .run import load
 
     model = load(a.run_dir)
-    samples = model.sample(a.num, steps=a.steps, method=a.method, seed=a.seed, guidance=a.guidance,
-                           **_parse_cond(a.cond))
+    cond = _parse_cond(a.cond)
+    num = 8 if a.num is None else a.num
+    if a.source:
+        cond["source"] = _read_sources(a.source)
+        num = len(cond["source"]) if a.num is None else a.num
+        if num != len(cond["source"]):
+            raise ConfigError(f"--num {num} with --source {a.source} ({len(cond['source'])} MRs): one output is "
+                              "made per MR; leave out --num")
+    samples = model.sample(num, steps=a.steps, method=a.method, seed=a.seed, guidance=a.guidance, **cond)
     if a.out:
         for path in model.modality.write_samples(samples, a.out):
             print(path)

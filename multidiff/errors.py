@@ -31,3 +31,17 @@ class TrainingError(MultidiffError):
 
 class RunLockedError(MultidiffError):
     """Another run holds the lock on this output folder."""
+
+
+def run_script(main, argv=None) -> int:
+    """Run a recipe's `main(argv)` for `sys.exit`: a MultidiffError prints one line ("SCRIPT: error: ...") and
+    gives exit status 2, as the CLI does; any other result is the status (0 for a non-int result)."""
+    import sys
+    from pathlib import Path
+
+    try:
+        result = main(argv)
+    except MultidiffError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multidiff import scoring  # noqa: E402
 from multidiff.config import apply_overrides, from_dict, load_yaml  # noqa: E402
+from multidiff.errors import run_script  # noqa: E402
 from multidiff.model import DiffusionConfig, DiffusionModel, build_modality  # noqa: E402
 from multidiff.modalities.audio.anomalies import MAKERS, make_anomaly_set, time_reversed  # noqa: E402
 from multidiff.modalities.audio.io import write_audio  # noqa: E402
@@ -261,4 +262,4 @@ def report(m: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

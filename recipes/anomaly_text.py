@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multidiff import scoring  # noqa: E402
 from multidiff.config import from_dict  # noqa: E402
+from multidiff.errors import run_script  # noqa: E402
 from multidiff.model import DiffusionConfig, DiffusionModel, build_modality  # noqa: E402
 from multidiff.modalities.text import corpus  # noqa: E402
 from multidiff.modalities.text.anomalies import other_domain, word_shuffled  # noqa: E402
@@ -202,4 +203,4 @@ def report(m: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -19,6 +19,7 @@ import numpy as np
 
 from multidiff import scoring
 from multidiff.config import apply_overrides, load_yaml
+from multidiff.errors import run_script
 from multidiff.run import parse_run_config, train_run
 
 
@@ -100,4 +101,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

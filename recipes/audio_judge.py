@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from multidiff.errors import DataError  # noqa: E402
+from multidiff.errors import DataError, run_script  # noqa: E402
 from multidiff.modalities.audio.metrics import train_judge  # noqa: E402
 from multidiff.modalities.audio.modality import AudioModality  # noqa: E402
 from multidiff.modalities.audio.synthetic import make_synthetic_set  # noqa: E402
@@ -108,4 +108,4 @@ def report(m: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multidiff.config import apply_overrides, from_dict, load_yaml  # noqa: E402
+from multidiff.errors import run_script  # noqa: E402
 from multidiff.model import DiffusionConfig, DiffusionModel, build_modality  # noqa: E402
 from multidiff.modalities.audio.metrics import (JudgeCNN, frechet_distance, real_time_factor,  # noqa: E402
                                                 spectrogram_grid, train_judge)
@@ -211,4 +212,4 @@ def report(m: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from multidiff.errors import run_script
 from multidiff.model import build_modality
 from multidiff.modalities.text.evaluate import diversity
 from multidiff.modalities.text.metrics import ARJudge
@@ -47,6 +48,7 @@ def main(argv=None) -> int:
     modality = build_modality("text", {**cfg.get("modality_options", {}), "task": "unconditional"})
     train, test, data_report = read_examples(modality, a.data, a.seed)
     modality.prepare(train)
+    modality.encode(train + test)   # counts UNK tokens and cut lines for the report (the judge tokenises itself)
     tok = modality.tokenizer
     js = dict(cfg["eval"].get("judge", {}))
     if a.match:
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
     nll = judge.nll_per_token([e.text for e in test])
     samples = judge.sample(cfg["eval"].get("samples", 200), seed=a.seed)
     modality.write_samples(samples, out / "samples.txt")
-    metrics = {**data_report, "vocab": tok.vocab_size, "params": judge.num_params(), "steps": a.max_steps,
+    metrics = {**data_report, "read_counts": modality.report(), "vocab": tok.vocab_size, "params": judge.num_params(), "steps": a.max_steps,
                "train_seconds": round(train_s, 1), "test_nll_nats_per_token": nll,
                "test_nll_bits_per_token": nll / math.log(2), "curve": curve,
                "samples": {**diversity(samples), "judge_ppl": judge.perplexity(samples)}}
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
              f"{metrics['params']:,} parameters, {a.max_steps} steps in {train_s:.0f} s.", "",
              f"Held-out NLL: **{nll:.3f} nats/token** ({nll / math.log(2):.3f} bits/token; tokens = words + EOS).", "",
              "| step | held-out nats/token |", "|---|---|"] + [f"| {s} | {v:.4f} |" for s, v in curve] + \
-            ["", "First samples:", ""] + [f"- {s}" for s in samples[:10]] + [""]
+            ["", "Input accounting: " + json.dumps(metrics["read_counts"]), "", "First samples:", ""] + [f"- {s}" for s in samples[:10]] + [""]
     (out / "report.md").write_text("\n".join(lines))
     print(f"text AR baseline: {nll:.3f} nats/token held out, {metrics['params']:,} parameters; report: {out / 'report.md'}")
     return 0
@@ -97,4 +99,4 @@ def _match_width(tok, js: dict, target: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -34,6 +34,7 @@ from statistics import mean, stdev
 import torch
 
 from multidiff.config import from_dict
+from multidiff.errors import run_script
 from multidiff.modalities.text.evaluate import (bound_per_token, data2text_quality, group_by_mr, mbr_select,
                                                 slot_error_summary, slot_select, timed_generate)
 from multidiff.modalities.text.metrics import slot_errors_by_slot, slot_values
@@ -182,4 +183,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from multidiff.config import from_dict, load_yaml
-from multidiff.errors import ConfigError
+from multidiff.errors import ConfigError, run_script
 from multidiff.model import DiffusionConfig, DiffusionModel, build_modality
 from multidiff.modalities.text import corpus
 from multidiff.modalities.text.evaluate import bound_per_token, timed_generate, unconditional_quality
@@ -95,6 +95,37 @@ def check_init_seed(init: str | Path, seed: int) -> None:
                              f"pass --seed {saved} so that held-out sentences stay unseen")
 
 
+def check_resume(cfg: dict, a: argparse.Namespace, out: Path) -> None:
+    """SystemExit when --resume would continue OUT's run under other settings than OUT/recipe_args.json
+    records: another --data or --seed (another split), or other text, network, data or training settings in
+    the merged config (the checkpoint's tokenizer and network would be used silently). A larger --max-steps
+    and other eval settings are allowed."""
+    path = out / RECIPE_ARGS
+    if not path.is_file():
+        return
+    started, now = json.loads(path.read_text()), recipe_args(cfg, a)
+    changed = [f"--{k} {started.get(k)!r} (now {now[k]!r})" for k in ("data", "seed") if started.get(k) != now[k]]
+    for section, values in now["settings"].items():
+        old = started.get("settings", {}).get(section) or {}
+        changed += [f"{section}.{k} {old.get(k)!r} (now {values.get(k)!r})" for k in sorted(set(old) | set(values))
+                    if old.get(k) != values.get(k)]
+    if changed:
+        raise SystemExit(f"--resume continues {out}'s run with the settings it started with; it started with "
+                         f"{'; '.join(changed)}. Pass the run's own --data, --seed and --config, or start a new run "
+                         "(--init RUN/model starts one from its weights)")
+
+
+RECIPE_ARGS = "recipe_args.json"
+RESUME_SECTIONS = ("modality_options", "net", "train", "data")
+
+
+def recipe_args(cfg: dict, a: argparse.Namespace) -> dict:
+    """What a resumed run must share with the run it continues: the data file, the seed of its split and the
+    config sections that shape the model and its training."""
+    return {"data": str(Path(a.data).resolve()) if a.data else None, "seed": a.seed,
+            "settings": json.loads(json.dumps({k: cfg.get(k) or {} for k in RESUME_SECTIONS}))}
+
+
 def apply_overrides(model: DiffusionModel, overrides: dict) -> None:
     """Set the text settings of `overrides["modality_options"]` on a loaded model's modality; SystemExit
     for network settings other than the saved ones, or for settings fixed once a model is built
@@ -123,6 +154,7 @@ def build_model(cfg: dict, a: argparse.Namespace, out: Path, task: str):
         if not has_checkpoint(out):
             raise SystemExit(f"--resume: {out} holds no checkpoint (model/); start without --resume")
         model = load_saved(out, task, ema=False, flag="--resume")
+        check_resume(cfg, a, out)
         model.diffusion = diffusion
         train, test, data_report = read_examples(model.modality, a.data, a.seed, clean)
     elif init:
@@ -136,6 +168,8 @@ def build_model(cfg: dict, a: argparse.Namespace, out: Path, task: str):
         train, test, data_report = read_examples(modality, a.data, a.seed, clean)
         modality.prepare(train)
         model = DiffusionModel(modality, cfg.get("net", {}), diffusion)
+    if not a.resume:
+        (out / RECIPE_ARGS).write_text(json.dumps(recipe_args(cfg, a), indent=1))
     sd, mo = float(model.net.sigma_data()), model.modality.config
     model.diffusion.sigma_min = sd * math.exp(-mo.logsnr_max / 2)
     model.diffusion.sigma_max = sd * math.exp(-mo.logsnr_min / 2)
@@ -173,6 +207,13 @@ def main(argv=None) -> int:
 
     model, train, test, data_report = build_model(cfg, a, out, "unconditional")
     modality = model.modality
+    tok = modality.tokenizer
+    judge = None
+    if a.judge:   # loaded (and checked against the tokenizer) before training, not after it
+        judge = ARJudge.load(a.judge)
+        if judge.tok.fingerprint != tok.fingerprint:
+            raise SystemExit(f"--judge {a.judge} was trained with another vocabulary than this run's tokenizer; "
+                             "train it with recipes/text_ar_baseline.py on the same --data, --seed and --config")
     every = cfg["eval"].get("curve_every", 0)
     tcfg = from_dict(TrainConfig, {**cfg.get("train", {}), "max_steps": a.max_steps, "seed": a.seed, "eval_every": every,
                                    "quiet": a.quiet or not sys.stderr.isatty()}, "train")
@@ -204,11 +245,9 @@ def main(argv=None) -> int:
                                     seed=a.seed)
     modality.write_samples(samples, out / "samples.txt")
 
-    tok = modality.tokenizer
     real_test = [e.text for e in test]
-    if a.judge:
-        judge = ARJudge.load(a.judge).to(next(net.parameters()).device)
-        tok.check_fingerprint(judge.tok.fingerprint)
+    if judge is not None:
+        judge = judge.to(next(net.parameters()).device)
         judge_steps, ar_curve = None, []
     else:
         judge_steps = a.judge_steps or a.max_steps
@@ -311,4 +350,4 @@ def curve_table(curve: list[dict]) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multidiff.config import apply_overrides, from_dict, load_yaml  # noqa: E402
-from multidiff.errors import ConfigError  # noqa: E402
+from multidiff.errors import ConfigError, run_script  # noqa: E402
 from multidiff.modalities.audio.hifigan_train import GANConfig, GANTrainer, random_segments  # noqa: E402
 from multidiff.modalities.audio.metrics import (JudgeCNN, log_spectral_distance, mel_l1,  # noqa: E402
                                                 real_time_factor)
@@ -294,4 +294,4 @@ def report(m: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

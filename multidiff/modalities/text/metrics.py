@@ -272,6 +272,7 @@ class ARJudge(nn.Module):
 
     @classmethod
     def load(cls, folder) -> "ARJudge":
+        """The judge saved in `folder` (text_ar_baseline.py's OUT/model, or OUT itself)."""
         import json
         from pathlib import Path
 
@@ -280,6 +281,8 @@ class ARJudge(nn.Module):
         from ...errors import CheckpointError
         from .tokenizer import TextTokenizer
         p = Path(folder)
+        if not (p / "ar_config.json").is_file() and (p / "model" / "ar_config.json").is_file():
+            p = p / "model"   # the run folder of text_ar_baseline.py
         if not (p / "ar_config.json").is_file():
             raise CheckpointError(f"{p} holds no AR judge (ar_config.json missing); train one with "
                                   "recipes/text_ar_baseline.py")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +31,9 @@ from . import objectives as obj
 from .corpus import Example, ReadStats, delexicalise, parse_examples, parse_mr, read_corpus, relexicalise
 from .network import TextDenoiserNet, build_net
 from .tokenizer import EncodeStats, TextTokenizer
+
+
+UNK_WARNING = 0.25   # encode warns when more than this fraction of the tokens are UNK
 
 
 @dataclass
@@ -97,11 +101,20 @@ class TextConfig:
             raise ConfigError(f"text.temperature must be > 0 (1 = the model's own posterior), got {self.temperature}")
 
 
-class Clamp:
-    """Sampler `project` hook: x0_hat -> nearest embedding row, from step `start` on. `reset()` per run."""
+@dataclass
+class TextContext(Encoded):
+    """A text sampling context: `Encoded` plus the data2text source MRs (slot -> value, one per row), whose
+    values `decode` copies back into delexicalised outputs."""
 
-    def __init__(self, E: torch.Tensor, start: int = 0):
-        self.E, self.start, self.step = E.detach(), start, 0
+    sources: list[dict[str, str]] | None = None
+
+
+class Clamp:
+    """Sampler `project` hook: x0_hat -> nearest embedding row (never a `banned` id), from step `start` on.
+    `reset()` per run."""
+
+    def __init__(self, E: torch.Tensor, start: int = 0, banned: Sequence[int] = ()):
+        self.E, self.start, self.step, self.banned = E.detach(), start, 0, list(banned)
 
     def reset(self) -> None:
         self.step = 0
@@ -110,12 +123,15 @@ class Clamp:
         self.step += 1
         if self.step - 1 < self.start:
             return x0
-        return self.E[nearest_ids(x0, self.E)]
+        return self.E[nearest_ids(x0, self.E, self.banned)]
 
 
-def nearest_ids(x: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
-    """argmin_w |x - e_w|^2 for x [..., d], E [V, d] -> ids [...]."""
-    return (x @ E.t() - 0.5 * E.pow(2).sum(-1)).argmax(-1)
+def nearest_ids(x: torch.Tensor, E: torch.Tensor, banned: Sequence[int] = ()) -> torch.Tensor:
+    """argmin_w |x - e_w|^2 over the ids w not in `banned`, for x [..., d], E [V, d] -> ids [...]."""
+    score = x @ E.t() - 0.5 * E.pow(2).sum(-1)
+    if len(banned):
+        score[..., list(banned)] = -math.inf
+    return score.argmax(-1)
 
 
 class TextDenoiser:
@@ -125,13 +141,14 @@ class TextDenoiser:
     reset to their clean values before every call and in the output). With a self-conditioning network,
     the previous x0_hat is fed back (cache reset by `reset()` or when the batch shape changes).
     `guidance` != 1 mixes conditional and source-dropped predictions in logit space (classifier-free).
-    `temperature` < 1 sharpens the token posterior before the expectation over embeddings (sampling
-    only: likelihoods never go through this class)."""
+    `temperature` < 1 sharpens the token posterior before the expectation over embeddings, and the
+    `banned` ids (tokens that never stand in a target position) get no posterior mass (sampling only:
+    likelihoods never go through this class)."""
 
     def __init__(self, net: nn.Module, output_prior: bool = True, guidance: float = 1.0,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, banned: Sequence[int] = ()):
         self.net, self.output_prior, self.guidance = net, output_prior, guidance
-        self.temperature = temperature
+        self.temperature, self.banned = temperature, list(banned)
         self.mask = self.known = self.values = None
         self.prev: torch.Tensor | None = None
         self.nfe = 0
@@ -167,6 +184,8 @@ class TextDenoiser:
                             output_prior=self.output_prior)
             lg = lu.log_softmax(-1) + self.guidance * (lg.log_softmax(-1) - lu.log_softmax(-1))
         self.nfe += 1
+        if self.banned:
+            lg = lg.index_fill(-1, torch.tensor(self.banned, device=lg.device), -math.inf)
         xh = obj.x0_hat(lg if self.temperature == 1.0 else lg / self.temperature, net.embedding_matrix())
         if known is not None and values is not None:
             xh = torch.where(known.unsqueeze(-1), values, xh)
@@ -192,6 +211,7 @@ class TextModality(Modality):
         self.length_counts_by_slots: dict[str, list[int]] | None = None   # data2text: the same per MR slot count
         self.read_stats = ReadStats()
         self.encode_stats = EncodeStats()
+        self._warned_unk = False
         self.net: nn.Module | None = None
 
     # --- data -------------------------------------------------------------------------------------
@@ -261,12 +281,20 @@ class TextModality(Modality):
 
     def encode(self, items: Sequence[Any]) -> Encoded:
         """Examples -> Encoded(x0=ids [B, L] long, mask [B, L] bool, known [B, L] bool or None).
-        Counts UNK tokens and truncations in `self.encode_stats`."""
+        Counts UNK tokens and truncations in `self.encode_stats`, and warns when more than a quarter of
+        the tokens are UNK (the tokenizer does not fit this text; once per modality)."""
         tok, c = self._need_tokenizer(), self.config
         ex = self._examples(items)
-        tgt = tok.encode_batch([e.text for e in ex], self._max_target(), self.encode_stats)
-        src = (tok.encode_batch([e.mr_text for e in ex], c.max_source_len, self.encode_stats)
+        stats = EncodeStats()
+        tgt = tok.encode_batch([e.text for e in ex], self._max_target(), stats)
+        src = (tok.encode_batch([e.mr_text for e in ex], c.max_source_len, stats)
                if c.task == "data2text" else [[] for _ in ex])
+        self.encode_stats.add(stats)
+        if stats.unk > UNK_WARNING * stats.tokens and not self._warned_unk:
+            self._warned_unk = True   # once per modality: scoring a file batch by batch warns once
+            warnings.warn(f"{stats.unk} of {stats.tokens} tokens ({stats.unk / stats.tokens:.0%}) are unknown to the "
+                          "tokenizer and read as UNK: it was made for other text (another language, casing or "
+                          "domain?). Train the model on this kind of text, or check the file", stacklevel=2)
         rows, knowns = [], []
         for s, t in zip(src, tgt):
             if c.length_mode == "pad":
@@ -307,14 +335,16 @@ class TextModality(Modality):
 
     def decode(self, x0: torch.Tensor, encoded: Encoded | None = None, net: nn.Module | None = None,
                **_: Any) -> list[str]:
-        """Token ids [B, L] or embeddings [B, L, d] (-> nearest embedding) -> strings. Context positions
-        (`encoded.known`) are dropped; in 'pad' mode text stops at EOS; PAD/BOS are removed."""
+        """Token ids [B, L] or embeddings [B, L, d] (-> the nearest embedding of a token that can stand in a
+        target position, see `banned_ids`) -> strings. Context positions (`encoded.known`) are dropped; in
+        'pad' mode text stops at EOS; PAD/BOS are removed. A `TextContext` with data2text sources gets the
+        delexicalised slot values copied back."""
         tok = self._need_tokenizer()
         if x0.is_floating_point():
             net = net if net is not None else self.net
             if net is None:
                 raise ConfigError("decoding embeddings needs the network (its embedding table): pass net=")
-            x0 = nearest_ids(x0, obj._u(net).embedding_matrix().detach().to(x0))
+            x0 = nearest_ids(x0, obj._u(net).embedding_matrix().detach().to(x0), self.banned_ids())
         x0 = x0.cpu()
         known = None if (encoded is None or encoded.known is None or self.config.task != "data2text") \
             else encoded.known.bool()
@@ -329,19 +359,36 @@ class TextModality(Modality):
             if known is not None:
                 keep &= ~known[i].cpu()[:x0.shape[1]]
             out.append(tok.decode(x0[i][keep].tolist(), cut_at_eos=True))
+        sources = getattr(encoded, "sources", None)
+        if sources is not None and self.config.delexicalise:
+            out = [relexicalise(t, mr, self.config.delexicalise) for t, mr in zip(out, sources)]
         return out
+
+    def banned_ids(self) -> list[int]:
+        """Special ids that never stand in a training target position, so sampling never decodes to them:
+        PAD, BOS, SEP, MASK, and in 'given' mode EOS too (there the length is fixed; 'pad' mode ends a
+        text with EOS and pads after it)."""
+        tok = self._need_tokenizer()
+        banned = {tok.pad_id, tok.bos_id, tok.sep_id, tok.mask_id} - {tok.unk_id}
+        if self.config.length_mode == "given":
+            banned.add(tok.eos_id)
+        else:
+            banned -= {tok.eos_id, tok.pad_id}
+        return sorted(banned)
 
     def sample_shape(self, num: int, length: int | Sequence[int] | None = None,
                      source: Sequence[Any] | None = None, generator: torch.Generator | None = None,
-                     seed: int = 0, template: str | None = None, length_quantile: float = 0.0, **unknown: Any
+                     seed: int = 0, template: str | None = None, length_quantile: float | None = None,
+                     **unknown: Any
                      ) -> tuple[tuple[int, int, int], Encoded]:
         """Shape [num, L, d] to generate and the Encoded context (ids with known source, mask, known).
 
         length: target tokens per sample (int or one per sample); None draws it from the training
         lengths ('given' mode; drawn with `generator`, else with a generator seeded by `seed`) or uses
-        max_len ('pad'); data2text with `length_quantile` q > 0 takes the q-quantile of the training lengths
-        for the source's slot count instead of a draw. source: MRs (strings 'slot : value | ...' or Examples)
-        for data2text, one per sample; with `config.delexicalise` they are delexicalised here. template:
+        max_len ('pad'); data2text with `length_quantile` q > 0 (default: the config's) takes the q-quantile
+        of the training lengths for the source's slot count instead of a draw. source: MRs (strings
+        'slot : value | ...' or Examples) for data2text, one per sample; with `config.delexicalise` they are
+        delexicalised here (and `decode` copies the values back through the returned `TextContext`). template:
         infilling, e.g. ``"the eagle is a [MASK] [MASK] near [MASK] ."``: the given words are kept (the
         sampler puts them on their forward-process path, so an unconditionally trained model fills the
         [MASK] positions) and the length is the template's. The context is sampler-ready: see
@@ -352,12 +399,25 @@ class TextModality(Modality):
                               "length=N, template='... [MASK] ...' and (data-to-text) source=MR")
         if template is not None and length is not None:
             raise ConfigError("give either a template (its length is the template's) or length=N, not both")
+        try:
+            q = c.length_quantile if length_quantile is None else float(length_quantile)
+        except (TypeError, ValueError):
+            q = math.nan
+        if not 0 <= q <= 1 or (q and c.task != "data2text"):
+            raise ConfigError(f"length_quantile must be in [0, 1] (0 = draw lengths) and needs a data-to-text model; "
+                              f"got {length_quantile!r} for a {c.task} model")
         d = self._embed_dim()
+        sources = None
         if c.task == "data2text":
             if source is None or len(source) != num:
-                raise ConfigError(f"data2text sampling needs one source MR per sample ({num})")
-            mrs = [delexicalise(_source_example(s), c.delexicalise).mr_text for s in source]
+                raise ConfigError(f"data2text sampling needs one source MR per sample ({num}): pass source=[MR, ...] "
+                                  "(multidiff sample --source FILE, one MR per line)")
+            sources = [_source_example(s) for s in source]
+            mrs = [delexicalise(s, c.delexicalise).mr_text for s in sources]
             srcs = tok.encode_batch(mrs, c.max_source_len, self.encode_stats)
+        elif source is not None:
+            raise ConfigError("source= is for data-to-text models; this text model is unconditional (use length=N "
+                              "or template='... [MASK] ...')")
         else:
             srcs = [[] for _ in range(num)]
         if c.length_mode == "pad":
@@ -367,7 +427,7 @@ class TextModality(Modality):
             if c.task == "data2text" and self.length_counts_by_slots:
                 # n ~ training lengths of sentences whose MR has as many slots (all lengths if none had)
                 counts = [self.length_counts_by_slots.get(str(len(parse_mr(m)))) for m in mrs]
-                lens = ([_quantile(cs or self.length_counts, length_quantile) for cs in counts] if length_quantile
+                lens = ([_quantile(cs or self.length_counts, q) for cs in counts] if q
                         else [self._draw_lengths(cs, 1, g)[0] for cs in counts])
             else:
                 lens = self._draw_lengths(self.length_counts, num, g)
@@ -387,7 +447,9 @@ class TextModality(Modality):
             rows.append(row)
             knowns.append(known)
         enc = self._pack(rows, knowns)
-        return (num, enc.x0.shape[1], d), self._sampling_context(enc)
+        ctx = self._sampling_context(enc)
+        return (num, enc.x0.shape[1], d), TextContext(ctx.x0, ctx.mask, ctx.cond, ctx.known,
+                                                       sources=[s.mr for s in sources] if sources else None)
 
     def _draw_lengths(self, counts: list[int] | None, num: int, g: torch.Generator) -> list[int]:
         """`num` target lengths drawn from `counts` (default: the training length distribution)."""
@@ -483,11 +545,12 @@ class TextModality(Modality):
 
     def make_denoiser(self, net: nn.Module, diffusion_config: dict[str, Any] | None = None) -> TextDenoiser:
         c = self._cfg(diffusion_config)
-        return TextDenoiser(net, output_prior=c.output_prior, guidance=c.guidance, temperature=c.temperature)
+        return TextDenoiser(net, output_prior=c.output_prior, guidance=c.guidance, temperature=c.temperature,
+                            banned=self.banned_ids())
 
     def project(self, net: nn.Module, diffusion_config: dict[str, Any] | None = None) -> Clamp | None:
         c = self._cfg(diffusion_config)
-        return Clamp(obj._u(net).embedding_matrix(), c.clamp_from) if c.clamp else None
+        return Clamp(obj._u(net).embedding_matrix(), c.clamp_from, self.banned_ids()) if c.clamp else None
 
     def sigmas(self, net: nn.Module, steps: int, grid: str | None = None) -> torch.Tensor:
         """Decreasing noise levels [steps + 1] ending in 0. 'warped': equal probability steps of the
@@ -539,8 +602,6 @@ class TextModality(Modality):
         finally:
             net.train(was_training)
         texts = self.decode(x.cpu(), ctx, net=net)
-        if self.config.task == "data2text" and self.config.delexicalise:
-            texts = [relexicalise(t, _source_example(s).mr, self.config.delexicalise) for t, s in zip(texts, source)]
         return (texts, x, ctx) if return_ids else texts
 
     # --- likelihood -------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Tokenizers for the text modality, built on the `tokenizers` library.
 
 Train a word-level, BPE or WordPiece tokenizer on a corpus, or load a `tokenizer.json` file / a local
-Hugging Face tokenizer folder (``tokenizer.json`` or ``vocab.txt``). Every tokenizer has the six special
-tokens PAD, BOS, EOS, UNK, SEP, MASK (trained ones put them at ids 0..5 in that order). A tokenizer's
+Hugging Face tokenizer folder (``tokenizer.json``, ``vocab.txt``, or GPT-2's ``vocab.json`` + ``merges.txt``).
+Every tokenizer has the six special tokens PAD, BOS, EOS, UNK, SEP, MASK (trained ones put them at ids 0..5
+in that order; a loaded one that lacks a role gets it as a new token, except MASK, for which UNK stands in). A tokenizer's
 `fingerprint` (SHA-256 of its canonical JSON) is saved with a model, and `check_fingerprint` refuses a
 tokenizer that does not match with `MismatchError`.
 """
@@ -43,6 +44,11 @@ class EncodeStats:
     def as_dict(self) -> dict[str, int]:
         return {"tokens": self.tokens, "unk_tokens": self.unk, "truncated_lines": self.truncated}
 
+    def add(self, other: "EncodeStats") -> None:
+        """Add `other`'s counts to these."""
+        self.tokens, self.unk, self.truncated = (self.tokens + other.tokens, self.unk + other.unk,
+                                                 self.truncated + other.truncated)
+
 
 class TextTokenizer:
     """A `tokenizers.Tokenizer` with named special-token ids and a fingerprint.
@@ -53,17 +59,15 @@ class TextTokenizer:
     def __init__(self, tok: Tokenizer):
         self.tok = tok
         vocab = tok.get_vocab(with_added_tokens=True)
+        has = lambda role: any(n in vocab for n in _ALIASES[role])
+        missing = [SPECIALS[i] for i, role in enumerate(ROLES) if role != "mask" and not has(role)]
+        if missing:   # e.g. GPT-2's has no PAD: add the roles it lacks as new special tokens
+            tok.add_special_tokens(missing)
+            vocab = tok.get_vocab(with_added_tokens=True)
         for role in ROLES:
-            tid = next((vocab[n] for n in _ALIASES[role] if n in vocab), None)
-            if tid is None:
-                if role == "mask":  # optional for pretrained tokenizers without one
-                    tid = next(vocab[n] for n in _ALIASES["unk"] if n in vocab) if any(
-                        n in vocab for n in _ALIASES["unk"]) else None
-                if tid is None:
-                    raise ConfigError(f"tokenizer has no {role.upper()} token (looked for "
-                                      f"{', '.join(_ALIASES[role])}); add it or train a tokenizer with "
-                                      f"TextTokenizer.train")
-            setattr(self, f"{role}_id", int(tid))
+            # MASK is optional for pretrained tokenizers (only infilling templates use it): UNK stands in
+            names = _ALIASES[role] if role != "mask" or has("mask") else _ALIASES["unk"]
+            setattr(self, f"{role}_id", int(next(vocab[n] for n in names if n in vocab)))
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
         self.fingerprint = hashlib.sha256(self.to_str().encode("utf-8")).hexdigest()[:16]
 
@@ -103,11 +107,16 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "TextTokenizer":
-        """Load a `tokenizer.json` file, or a folder holding `tokenizer.json` or a WordPiece `vocab.txt`."""
+        """Load a `tokenizer.json` file, or a folder holding `tokenizer.json`, a WordPiece `vocab.txt` or a
+        byte-level BPE `vocab.json` + `merges.txt` (GPT-2). Special roles the tokenizer lacks (GPT-2 has no
+        PAD) are added as new tokens."""
         p = Path(path)
         if p.is_dir():
             if (p / "tokenizer.json").is_file():
                 p = p / "tokenizer.json"
+            elif (p / "vocab.json").is_file() and (p / "merges.txt").is_file():
+                from tokenizers.implementations import ByteLevelBPETokenizer
+                return cls(ByteLevelBPETokenizer(str(p / "vocab.json"), str(p / "merges.txt"))._tokenizer)
             elif (p / "vocab.txt").is_file():
                 lower = True
                 cfg = p / "tokenizer_config.json"
@@ -116,7 +125,7 @@ class TextTokenizer:
                 from tokenizers.implementations import BertWordPieceTokenizer
                 return cls(BertWordPieceTokenizer(str(p / "vocab.txt"), lowercase=lower)._tokenizer)
             else:
-                raise CheckpointError(f"{p} holds neither tokenizer.json nor vocab.txt; "
+                raise CheckpointError(f"{p} holds no tokenizer.json, vocab.txt or vocab.json + merges.txt; "
                                       "point at a tokenizer.json file or a Hugging Face tokenizer folder")
         if not p.is_file():
             raise CheckpointError(f"tokenizer file {p} does not exist")

@@ -1,5 +1,6 @@
 """TextModality: layouts, encode/decode, sampling shapes, persistence, registry, and overfitting."""
 
+import math
 import time
 
 import pytest
@@ -9,7 +10,9 @@ from multidiff.core.draws import Draws
 from multidiff.errors import ConfigError, DataError
 from multidiff.modalities import get
 from multidiff.modalities.text import TextModality, synthetic_corpus
+from multidiff.modalities.text.corpus import parse_mr
 from multidiff.modalities.text.metrics import rouge_l
+from multidiff.modalities.text.modality import nearest_ids
 
 LINES = synthetic_corpus(num_mrs=20, refs_per_mr=2, seed=0)
 
@@ -192,6 +195,7 @@ def test_sampling_temperature_sharpens_the_token_posterior():
     x, sig = torch.randn(2, 5, 8), torch.full((2,), 0.7)
     E = net.embedding_matrix()
     lg = obj.logits(net, x, sig, self_cond=torch.zeros_like(x))
+    lg[..., [0, 1, 2, 4, 5]] = -math.inf   # PAD BOS EOS SEP MASK never stand in a 'given'-mode target (UNK may)
     cfg = {"text": {"temperature": 0.5}}
     assert torch.allclose(m.make_denoiser(net, cfg)(x, sig), torch.softmax(2 * lg, -1) @ E, atol=1e-5)
     assert torch.allclose(m.make_denoiser(net)(x, sig), torch.softmax(lg, -1) @ E, atol=1e-5)
@@ -282,13 +286,20 @@ def test_data2text_delexicalised_names_are_placeholders_in_training_and_copied_b
     assert torch.equal(m.encode(LINES[:6]).x0, plain.encode(hand).x0)
     # sampling: the source is delexicalised, and the MR's own values replace the placeholders in the output
     mr = "name : Fitzbillies | area : riverside | near : Clare Hall"
-    _, ctx = m.sample_shape(1, source=[mr], length=4, seed=0)
-    src_ids = set(ctx.x0[0][ctx.known[0].bool() if ctx.known.dim() == 2 else ctx.known[0, :, 0].bool()].tolist())
+    written = m.tokenizer.encode("name_value is near near_value .")       # what a trained model writes
+    _, ctx = m.sample_shape(1, source=[mr], length=len(written), seed=0)
+    known = ctx.known[0].bool() if ctx.known.dim() == 2 else ctx.known[0, :, 0].bool()
+    src_ids = set(ctx.x0[0][known].tolist())
     assert {vocab["name_value"], vocab["near_value"]} <= src_ids and not src_ids & {vocab.get("clare"), vocab.get("hall")}
-    net = m.denoiser_net(dict(embed_dim=8, hidden=16, layers=1, heads=2))
-    m.decode = lambda *a, **k: ["name_value is near near_value ."]           # what a trained model writes
-    assert m.generate(net, 1, steps=2, source=[mr], seed=0) == ["Fitzbillies is near Clare Hall ."]
-    del m.decode
+    ids = ctx.x0.clone()
+    ids[0, ~known] = torch.tensor(written)
+    assert m.decode(ids, ctx) == ["Fitzbillies is near Clare Hall ."]
+    # generate and DiffusionModel.sample (the CLI's path) run the same sampler and decoding
+    from multidiff.model import DiffusionConfig, DiffusionModel
+    model = DiffusionModel(m, dict(embed_dim=8, hidden=16, layers=1, heads=2), DiffusionConfig(sampler="euler"))
+    mrs = [mr, "name : Alimentum | near : Yippee Noodle Bar"]
+    assert model.sample(2, steps=3, seed=1, source=mrs, length=5) == m.generate(model.net, 2, steps=3, seed=1,
+                                                                                 source=mrs, length=5)
     m.save(tmp_path / "mod")
     assert TextModality.load(tmp_path / "mod").config.delexicalise == slots
 
@@ -325,3 +336,45 @@ def test_data2text_length_quantile_replaces_the_draw_by_a_quantile_of_the_traini
         TextModality(task="data2text", length_quantile=1.5)
     with pytest.raises(ConfigError, match="length_quantile"):
         TextModality(length_quantile=0.5)                          # unconditional: lengths are given or drawn
+
+
+def test_sampled_embeddings_never_decode_to_tokens_that_cannot_stand_in_a_target():
+    """'given' mode: PAD, BOS, EOS, SEP and MASK are never decoded (a special would shorten the text below the
+    length asked for); 'pad' mode decodes EOS and PAD, which end a text there."""
+    for mode in ("given", "pad"):
+        m = TextModality(length_mode=mode)
+        m.prepare(LINES)
+        tok = m.tokenizer
+        net = m.denoiser_net(dict(embed_dim=8, hidden=16, layers=1, heads=2))
+        E = net.embedding_matrix().detach()
+        word = 6                                                    # the first ordinary token
+        ids = torch.tensor([[word, tok.eos_id, tok.pad_id, tok.sep_id, tok.mask_id, tok.bos_id, word]])
+        _, ctx = m.sample_shape(1, length=7) if mode == "given" else (None, None)
+        out = m.decode(E[ids], ctx, net=net)[0].split()
+        if mode == "given":
+            assert len(out) == 7 and out[0] == out[-1] == tok.id_to_token(word)
+        else:
+            assert out == [tok.id_to_token(word)]                   # the text ends at the EOS
+        # clamping never lands on them either (the readout's mass: test_sampling_temperature_...)
+        banned = m.banned_ids()
+        assert banned == ([0, 1, 2, 4, 5] if mode == "given" else [1, 4, 5])
+        clamp = m.project(net, {"text": {"clamp": True}})
+        assert not set(nearest_ids(clamp(E[ids]), E).flatten().tolist()) & set(banned)
+
+
+def test_sample_shape_length_quantile_defaults_to_the_config_and_takes_a_string():
+    m = TextModality(task="data2text", length_mode="given", max_len=40, max_source_len=30, length_quantile=1.0)
+    m.prepare(LINES)
+    mr = [LINES[0].split("||")[0]]
+    longest = max(n for n, c in enumerate(m.length_counts_by_slots[str(len(parse_mr(mr[0])))]) if c)
+    drawn = {int(m.sample_shape(1, source=mr, seed=s)[1].mask.sum()) for s in range(5)}
+    assert drawn == {longest + 1 + len(m.tokenizer.encode(mr[0]))}            # SEP + source + the longest length
+    assert m.sample_shape(1, source=mr, length_quantile="1.0")[1].mask.sum() == min(drawn)
+    with pytest.raises(ConfigError, match="length_quantile"):
+        m.sample_shape(1, source=mr, length_quantile="half")
+    u = TextModality()
+    u.prepare(LINES)
+    with pytest.raises(ConfigError, match="unconditional"):
+        u.sample_shape(1, source=mr)
+    with pytest.raises(ConfigError, match="needs a data-to-text model"):
+        u.sample_shape(1, length_quantile=0.5)

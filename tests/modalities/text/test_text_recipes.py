@@ -5,6 +5,8 @@ import json
 import pytest
 import torch
 
+from multidiff.cli import main as cli_main
+from multidiff.errors import CheckpointError
 from multidiff.model import DiffusionModel, build_modality
 from multidiff.modalities.text import synthetic_corpus
 from multidiff.modalities.text.evaluate import bound_per_token
@@ -38,6 +40,13 @@ def test_unconditional_resume_continues_the_same_run(tmp_path, tiny):
     with pytest.raises(SystemExit, match="no checkpoint"):
         run(tmp_path / "empty", 4, "--resume")
     assert run(tmp_path / "once", 4) == 0 and run(tmp_path / "twice", 2) == 0
+    other = tmp_path / "other.yaml"                   # settings the checkpoint would silently override
+    other.write_text(cfg.read_text() + "modality_options: {objective: elbo}\n")
+    for more, match in ((["--config", str(other)], "modality_options.objective 'score_interp'"),
+                        (["--seed", "1"], "--seed 0"), (["--data", str(tiny)], "--data None")):
+        with pytest.raises(SystemExit, match=match):
+            run(tmp_path / "twice", 4, "--resume", *more)
+    assert json.loads((tmp_path / "twice" / "metrics.json").read_text())["train_steps"] == 2   # untouched
     assert run(tmp_path / "twice", 4, "--resume") == 0
     once, twice = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("once", "twice"))
     assert [c["step"] for c in twice["curve"]] == [2, 4] and twice["train_steps"] == 4
@@ -98,7 +107,13 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
     ar = tmp_path / "ar"
     assert _load("text_ar_baseline").main(["--out", str(ar), "--max-steps", "3", "--config", str(tiny),
                                            "--quiet"]) == 0
-    assert json.loads((ar / "metrics.json").read_text())["test_nll_nats_per_token"] > 0
+    ar_metrics = json.loads((ar / "metrics.json").read_text())
+    assert ar_metrics["test_nll_nats_per_token"] > 0
+    assert ar_metrics["read_counts"]["tokens"] == m["read_counts"]["tokens"] > 0   # same split, same counts
+    with pytest.raises(CheckpointError, match="no AR judge"):    # a bad --judge fails before any training
+        _load("text_unconditional").main(["--out", str(tmp_path / "j"), "--max-steps", "2", "--config", str(tiny),
+                                          "--judge", str(tmp_path), "--quiet"])
+    assert not (tmp_path / "j" / "model").exists()
     out2 = tmp_path / "u2"                                    # reuse the AR model as the judge
     assert _load("text_unconditional").main(["--out", str(out2), "--max-steps", "2", "--config", str(tiny),
                                              "--judge", str(ar / "model"), "--quiet"]) == 0
@@ -212,6 +227,13 @@ def test_data2text_recipe(tmp_path, tiny):
     assert _load("text_data2text").main(["--out", str(out), "--max-steps", "5", "--config", str(tiny),
                                          "--max-sources", "4", "--resume", "--quiet"]) == 0
     assert json.loads((out / "metrics.json").read_text())["train_steps"] == 5
+    # the CLI samples a data-to-text model from a file of MRs: one output per MR, values copied back
+    mrs = tmp_path / "mrs.txt"
+    mrs.write_text("name : Zizzi | eatType : pub | near : The Sorrento\n\nname : Loch Fyne | food : French | near : The Rice Boat\n")
+    assert cli_main(["sample", str(out), "--source", str(mrs), "--steps", "3", "--out", str(tmp_path / "s.txt")]) == 0
+    outputs = (tmp_path / "s.txt").read_text().splitlines()
+    assert len(outputs) == 2 and not any("_value" in o for o in outputs)
+    assert cli_main(["sample", str(out), "--source", str(mrs), "--num", "3"]) == 2
     with pytest.raises(SystemExit, match="data2text model, not unconditional"):
         _load("text_unconditional").main(["--out", str(out), "--max-steps", "6", "--config", str(tiny),
                                           "--resume", "--quiet"])

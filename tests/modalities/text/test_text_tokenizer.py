@@ -70,3 +70,44 @@ def test_load_errors_and_hf_folder(tmp_path):
     assert tok.bos_id == 2 and tok.eos_id == 3
     with pytest.raises(ConfigError):
         TextTokenizer.train(LINES, kind="sentencepiece")
+
+
+def _gpt2_style(tmp_path):
+    """A byte-level BPE tokenizer with GPT-2's one special token, saved as vocab.json + merges.txt and as
+    tokenizer.json (the two layouts of a Hugging Face GPT-2 folder)."""
+    from tokenizers.implementations import ByteLevelBPETokenizer
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(LINES * 5, vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False)
+    (tmp_path / "merges").mkdir()
+    bpe.save_model(str(tmp_path / "merges"))
+    (tmp_path / "json").mkdir()
+    bpe.save(str(tmp_path / "json" / "tokenizer.json"))
+    return bpe
+
+
+def test_gpt2_style_folders_get_the_pad_token_they_lack(tmp_path):
+    bpe = _gpt2_style(tmp_path)
+    eot = bpe.token_to_id("<|endoftext|>")
+    for folder in ("merges", "json"):
+        tok = TextTokenizer.load(tmp_path / folder)
+        assert tok.vocab_size == bpe.get_vocab_size() + 1 and tok.id_to_token(tok.pad_id) == "[PAD]"
+        assert tok.pad_id not in (tok.eos_id, tok.unk_id) and tok.eos_id == tok.bos_id == eot
+        assert tok.decode(tok.encode(LINES[0])) == LINES[0]
+        assert TextTokenizer.from_str(tok.to_str()).fingerprint == tok.fingerprint   # as saved with a model
+    m = TextModality(tokenizer=str(tmp_path / "json"))
+    m.prepare(LINES)
+    e = m.encode(LINES)
+    assert e.x0[~e.mask].unique().tolist() == [m.tokenizer.pad_id]
+
+
+def test_mostly_unknown_text_warns(tmp_path):
+    m = TextModality()
+    m.prepare(LINES)
+    with pytest.warns(UserWarning, match=r"6 of 8 tokens \(75%\) are unknown"):
+        m.encode(["le chat est sur la table", "the eagle"])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.encode(["the eagle is a pub near the sea ."])       # one unknown word in nine: no warning
+        m.encode(["le chat"])                                 # warned once per modality, not per batch
+    assert m.report()["unk_tokens"] == 9
