@@ -42,12 +42,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(a.config)
     log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
     modality = build_modality("text", {**cfg.get("modality_options", {}), "task": "unconditional"})
     train, test, data_report = read_examples(modality, a.data, a.seed)
     modality.prepare(train)
+    out.mkdir(parents=True, exist_ok=True)   # only once the data is read (a refused run leaves nothing behind)
     modality.encode(train + test)   # counts UNK tokens and cut lines for the report (the judge tokenises itself)
     tok = modality.tokenizer
     js = dict(cfg["eval"].get("judge", {}))

@@ -95,8 +95,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out)   # made once the data and settings are read (a refused run leaves nothing behind)
     cfg = load_config(str(Path(__file__).parent / "configs" / "text_data2text.yaml"), a.config)
     log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
 
@@ -120,6 +119,7 @@ def main(argv=None) -> int:
     else:
         model, train, test, data_report, train_metrics, train_s = train_model(cfg, a, out, log)
         modality = model.modality
+    out.mkdir(parents=True, exist_ok=True)
     net = model.net.eval()
 
     sources, refs = group_by_mr(test)

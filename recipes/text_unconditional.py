@@ -169,6 +169,7 @@ def build_model(cfg: dict, a: argparse.Namespace, out: Path, task: str):
         modality.prepare(train)
         model = DiffusionModel(modality, cfg.get("net", {}), diffusion)
     if not a.resume:
+        out.mkdir(parents=True, exist_ok=True)
         (out / RECIPE_ARGS).write_text(json.dumps(recipe_args(cfg, a), indent=1))
     sd, mo = float(model.net.sigma_data()), model.modality.config
     model.diffusion.sigma_min = sd * math.exp(-mo.logsnr_max / 2)
@@ -200,8 +201,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     torch.manual_seed(a.seed)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out)   # made once the data and settings are read (a refused run leaves nothing behind)
     cfg = load_config(a.config)
     log = (lambda s: None) if a.quiet else (lambda s: print(s, flush=True))
 

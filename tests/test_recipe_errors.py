@@ -15,6 +15,7 @@ def test_an_empty_data_file_is_one_line_and_exit_2(recipe, tmp_path, capsys):
     assert run_script(main, ["--data", str(empty), "--out", str(tmp_path / "out"), "--max-steps", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error:" in err and str(empty) in err, err
+    assert not (tmp_path / "out").exists()                 # a refused run leaves no empty --out behind
 
 
 def test_run_script_passes_other_results_through(capsys):
