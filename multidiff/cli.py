@@ -148,13 +148,12 @@ def _cmd_sample(a: argparse.Namespace) -> int:
 
     model = load(a.run_dir)
     cond = _parse_cond(a.cond)
-    num = 8 if a.num is None else a.num
     if a.source:
         cond["source"] = _read_sources(a.source)
-        num = len(cond["source"]) if a.num is None else a.num
-        if num != len(cond["source"]):
-            raise ConfigError(f"--num {num} with --source {a.source} ({len(cond['source'])} MRs): one output is "
+        if a.num not in (None, len(cond["source"])):
+            raise ConfigError(f"--num {a.num} with --source {a.source} ({len(cond['source'])} MRs): one output is "
                               "made per MR; leave out --num")
+    num = len(cond["source"]) if a.source else 8 if a.num is None else a.num
     samples = model.sample(num, steps=a.steps, method=a.method, seed=a.seed, guidance=a.guidance, **cond)
     if a.out:
         for path in model.modality.write_samples(samples, a.out):

@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     nll = judge.nll_per_token([e.text for e in test])
     samples = judge.sample(cfg["eval"].get("samples", 200), seed=a.seed)
     modality.write_samples(samples, out / "samples.txt")
-    metrics = {**data_report, "read_counts": modality.report(), "vocab": tok.vocab_size, "params": judge.num_params(), "steps": a.max_steps,
-               "train_seconds": round(train_s, 1), "test_nll_nats_per_token": nll,
+    metrics = {**data_report, "read_counts": modality.report(), "vocab": tok.vocab_size,
+               "params": judge.num_params(), "steps": a.max_steps, "train_seconds": round(train_s, 1), "test_nll_nats_per_token": nll,
                "test_nll_bits_per_token": nll / math.log(2), "curve": curve,
                "samples": {**diversity(samples), "judge_ppl": judge.perplexity(samples)}}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -79,7 +79,8 @@ def main(argv=None) -> int:
              f"{metrics['params']:,} parameters, {a.max_steps} steps in {train_s:.0f} s.", "",
              f"Held-out NLL: **{nll:.3f} nats/token** ({nll / math.log(2):.3f} bits/token; tokens = words + EOS).", "",
              "| step | held-out nats/token |", "|---|---|"] + [f"| {s} | {v:.4f} |" for s, v in curve] + \
-            ["", "Input accounting: " + json.dumps(metrics["read_counts"]), "", "First samples:", ""] + [f"- {s}" for s in samples[:10]] + [""]
+            ["", "Input accounting: " + json.dumps(metrics["read_counts"]), "", "First samples:", ""] + \
+            [f"- {s}" for s in samples[:10]] + [""]
     (out / "report.md").write_text("\n".join(lines))
     print(f"text AR baseline: {nll:.3f} nats/token held out, {metrics['params']:,} parameters; report: {out / 'report.md'}")
     return 0

@@ -148,7 +148,8 @@ class TextDenoiser:
     def __init__(self, net: nn.Module, output_prior: bool = True, guidance: float = 1.0,
                  temperature: float = 1.0, banned: Sequence[int] = ()):
         self.net, self.output_prior, self.guidance = net, output_prior, guidance
-        self.temperature, self.banned = temperature, list(banned)
+        self.temperature = temperature
+        self.banned = torch.tensor(sorted(banned), dtype=torch.long)   # moved to the logits' device once
         self.mask = self.known = self.values = None
         self.prev: torch.Tensor | None = None
         self.nfe = 0
@@ -184,8 +185,10 @@ class TextDenoiser:
                             output_prior=self.output_prior)
             lg = lu.log_softmax(-1) + self.guidance * (lg.log_softmax(-1) - lu.log_softmax(-1))
         self.nfe += 1
-        if self.banned:
-            lg = lg.index_fill(-1, torch.tensor(self.banned, device=lg.device), -math.inf)
+        if len(self.banned):
+            if self.banned.device != lg.device:
+                self.banned = self.banned.to(lg.device)
+            lg = lg.index_fill(-1, self.banned, -math.inf)
         xh = obj.x0_hat(lg if self.temperature == 1.0 else lg / self.temperature, net.embedding_matrix())
         if known is not None and values is not None:
             xh = torch.where(known.unsqueeze(-1), values, xh)
@@ -447,9 +450,8 @@ class TextModality(Modality):
             rows.append(row)
             knowns.append(known)
         enc = self._pack(rows, knowns)
-        ctx = self._sampling_context(enc)
-        return (num, enc.x0.shape[1], d), TextContext(ctx.x0, ctx.mask, ctx.cond, ctx.known,
-                                                       sources=[s.mr for s in sources] if sources else None)
+        return (num, enc.x0.shape[1], d), self._sampling_context(enc, sources=[s.mr for s in sources] if sources
+                                                                 else None)
 
     def _draw_lengths(self, counts: list[int] | None, num: int, g: torch.Generator) -> list[int]:
         """`num` target lengths drawn from `counts` (default: the training length distribution)."""
@@ -457,22 +459,24 @@ class TextModality(Modality):
         w[0] = 0
         return torch.multinomial(w, num, replacement=True, generator=g).tolist()
 
-    def _sampling_context(self, enc: Encoded, context_to_network: bool = True) -> Encoded:
+    def _sampling_context(self, enc: Encoded, context_to_network: bool = True,
+                          sources: list[dict[str, str]] | None = None) -> TextContext:
         """Context in the form the core's samplers take: x0 = clean embeddings [B, L, d] (float) of the
         known positions, known [B, L, 1]; cond = {'attention_mask', 'known' [B, L], 'ids'} for the
         denoiser and the decoder ('known' only when `context_to_network`: clean context the network was
-        trained to read; infilling leaves it out). Without a network yet, x0 stays the ids."""
+        trained to read; infilling leaves it out). Without a network yet, x0 stays the ids. `sources`: the
+        data2text MRs, for `decode` to relexicalise."""
         cond = {"attention_mask": enc.mask, "ids": enc.x0}
         if enc.known is not None and context_to_network:
             cond["known"] = enc.known
         if self.net is None:
-            return Encoded(x0=enc.x0, mask=enc.mask, cond=cond, known=enc.known)
+            return TextContext(x0=enc.x0, mask=enc.mask, cond=cond, known=enc.known, sources=sources)
         net = obj._u(self.net)
         dev = next(net.parameters()).device
         with torch.no_grad():
             values = net.embed(enc.x0.to(dev)).detach().cpu()
-        return Encoded(x0=values, mask=enc.mask, cond=cond,
-                       known=None if enc.known is None else enc.known.unsqueeze(-1))
+        return TextContext(x0=values, mask=enc.mask, cond=cond,
+                           known=None if enc.known is None else enc.known.unsqueeze(-1), sources=sources)
 
     def _embed_dim(self) -> int:
         if self.net is not None:
