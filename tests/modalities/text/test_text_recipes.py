@@ -213,13 +213,16 @@ def test_data2text_recipe(tmp_path, tiny):
     with pytest.raises(SystemExit, match="eval.seeds 0"):
         reevaluate("d4", "mbr: 1, seeds: 0")
     # the sampling benchmark generates as the recipe does: at the recipe's settings (its sampler, T 0.5,
-    # quantile 0.75) the same SER
+    # quantile 0.75) the same SER, also after its ablation row that lets the decoding pick specials
     bench = tmp_path / "sampling.json"
     assert _load("text_d2t_sampling", "benchmarks").main([
         "--model", str(out / "model"), "--set", "held_out", "--sources", "4", "--quantiles", "0,0.75",
-        "--seeds", "2", "--json", str(bench)]) == 0
+        "--seeds", "2", "--specials", "allowed,banned", "--json", str(bench)]) == 0
     rows = json.loads(bench.read_text())["rows"]
-    assert [r["length_quantile"] for r in rows] == [0, 0.75] and rows[1]["slot_error_rate"] == [a, b]
+    assert [(r["specials"], r["length_quantile"]) for r in rows] == [
+        ("allowed", 0), ("allowed", 0.75), ("banned", 0), ("banned", 0.75)]
+    rows = rows[2:]
+    assert rows[1]["slot_error_rate"] == [a, b]
     recipe_outputs = [line.split("||")[1] for line in (tmp_path / "d3" / "samples.txt").read_text().splitlines()]
     assert rows[1]["outputs"][0] == recipe_outputs and rows[1]["method"] == "dpmpp_2m_sde"
     assert rows[1]["slot_errors_by_slot"] == m3["slot_errors_by_slot_all_seeds"]   # the same two seeds' outputs
