@@ -710,8 +710,10 @@ class TextModality(Modality):
         return m
 
     def report(self) -> dict[str, Any]:
-        """Bad-input and tokenisation counts for run reports."""
-        return {**self.read_stats.as_dict(), **self.encode_stats.as_dict()}
+        """Bad-input and tokenisation counts for run reports: the file-reading counts (once `read` has read a
+        file; data made in memory has none) and the tokenisation counts."""
+        read = self.read_stats.as_dict() if self.read_stats.lines else {}
+        return {**read, **self.encode_stats.as_dict()}
 
 
 def _lengths(length: int | Sequence[int], num: int, max_target: int) -> list[int]:

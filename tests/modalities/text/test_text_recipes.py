@@ -110,6 +110,7 @@ def test_unconditional_and_ar_recipes(tmp_path, tiny):
     ar_metrics = json.loads((ar / "metrics.json").read_text())
     assert ar_metrics["test_nll_nats_per_token"] > 0
     assert ar_metrics["read_counts"]["tokens"] == m["read_counts"]["tokens"] > 0   # same split, same counts
+    assert "lines" not in m["read_counts"]      # the embedded corpus is made, not read: no file counts of 0
     with pytest.raises(CheckpointError, match="no AR judge"):    # a bad --judge fails before any training
         _load("text_unconditional").main(["--out", str(tmp_path / "j"), "--max-steps", "2", "--config", str(tiny),
                                           "--judge", str(tmp_path), "--quiet"])
