@@ -114,7 +114,8 @@ class Clamp:
     `reset()` per run."""
 
     def __init__(self, E: torch.Tensor, start: int = 0, banned: Sequence[int] = ()):
-        self.E, self.start, self.step, self.banned = E.detach(), start, 0, list(banned)
+        self.E, self.start, self.step = E.detach(), start, 0
+        self.banned = torch.tensor(sorted(banned), dtype=torch.long, device=E.device)
 
     def reset(self) -> None:
         self.step = 0
@@ -126,12 +127,17 @@ class Clamp:
         return self.E[nearest_ids(x0, self.E, self.banned)]
 
 
-def nearest_ids(x: torch.Tensor, E: torch.Tensor, banned: Sequence[int] = ()) -> torch.Tensor:
+def nearest_ids(x: torch.Tensor, E: torch.Tensor, banned: Sequence[int] | torch.Tensor = ()) -> torch.Tensor:
     """argmin_w |x - e_w|^2 over the ids w not in `banned`, for x [..., d], E [V, d] -> ids [...]."""
-    score = x @ E.t() - 0.5 * E.pow(2).sum(-1)
-    if len(banned):
-        score[..., list(banned)] = -math.inf
-    return score.argmax(-1)
+    return exclude_ids(x @ E.t() - 0.5 * E.pow(2).sum(-1), banned).argmax(-1)
+
+
+def exclude_ids(scores: torch.Tensor, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """`scores` [..., V] with -inf at the token `ids` (last dimension), so argmax and softmax skip them."""
+    if not len(ids):
+        return scores
+    ids = torch.as_tensor(ids, dtype=torch.long, device=scores.device)   # no copy when already there
+    return scores.index_fill(-1, ids, -math.inf)
 
 
 class TextDenoiser:
@@ -185,10 +191,9 @@ class TextDenoiser:
                             output_prior=self.output_prior)
             lg = lu.log_softmax(-1) + self.guidance * (lg.log_softmax(-1) - lu.log_softmax(-1))
         self.nfe += 1
-        if len(self.banned):
-            if self.banned.device != lg.device:
-                self.banned = self.banned.to(lg.device)
-            lg = lg.index_fill(-1, self.banned, -math.inf)
+        if self.banned.device != lg.device:
+            self.banned = self.banned.to(lg.device)
+        lg = exclude_ids(lg, self.banned)
         xh = obj.x0_hat(lg if self.temperature == 1.0 else lg / self.temperature, net.embedding_matrix())
         if known is not None and values is not None:
             xh = torch.where(known.unsqueeze(-1), values, xh)
