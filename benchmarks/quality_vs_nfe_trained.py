@@ -71,6 +71,7 @@ def run_seed(run: Path) -> int:
 def text_task(model: DiffusionModel, run: Path, a) -> tuple[Callable, dict, str]:
     from multidiff.modalities.text import corpus
     from multidiff.modalities.text.metrics import ARJudge, distinct_n
+    from multidiff.modalities.text.modality import check_eta
     modality = model.modality
     judge = ARJudge.load(run / "judge")
     modality.tokenizer.check_fingerprint(judge.tok.fingerprint)
@@ -79,7 +80,10 @@ def text_task(model: DiffusionModel, run: Path, a) -> tuple[Callable, dict, str]
     real = [e.text for e in test][:a.n]
     floors = {"judge_ppl_real": judge.perplexity(real), "distinct_2_real": distinct_n(real, 2)}
     net = model.net.eval()
-    over = None if a.temperature is None else {"text": {"temperature": a.temperature}}
+    over = {"text": {k: v for k, v in (("temperature", a.temperature), ("eta", a.eta)) if v is not None}}
+    if a.eta is not None:   # before any sampling: every method must take a noise scale
+        for method in a.methods.split(",") + [pair.split(":")[0] for pair in a.extra.split(",") if pair]:
+            check_eta(method, a.eta)
 
     def measure(method: str, steps: int, seed: int) -> dict:
         texts: list[str] = []
@@ -108,6 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sigma-min", type=float, help="audio: bottom of the sampling grid (default: the model's)")
     ap.add_argument("--sigma-max", type=float, help="audio: top of the sampling grid (default: the model's)")
     ap.add_argument("--temperature", type=float, help="text: sampling temperature (default: the model's)")
+    ap.add_argument("--eta", type=float, help="text: noise scale of the stochastic samplers (default: the model's)")
     ap.add_argument("--seed", type=int, default=0, help="sampling noise (and the audio floor's clips)")
     ap.add_argument("--split-seed", type=int, help="text: seed of the 90/10 split (default: the run's own)")
     ap.add_argument("--threads", type=int, default=2)

@@ -2,7 +2,7 @@
 
     python benchmarks/text_d2t_sampling.py --model RUN/model --data ../shared/data/e2e/e2e_nlg_valid.txt \
         [--set train | held_out] [--methods euler,dpmpp_2m_sde] [--temperatures 0.5] [--quantiles 0,0.5,0.75,0.9] \
-        [--seeds 3] [--sources 55] [--specials banned,allowed]
+        [--seeds 3] [--sources 55] [--specials banned,allowed] [--grids warped,karras] [--etas 1,2]
 
 RUN/model: a model saved by `recipes/text_data2text.py` (same --data and --seed for the same split by MR; no
 --data: the embedded synthetic corpus). `--set train` scores `--sources` training MRs drawn at random (as the
@@ -13,7 +13,9 @@ sampler defaults to the recipe's `eval.method`. Prints the slot error rate per s
 error, the mean output length in words and the errors by slot over all seeds for every setting (every
 combination of the lists); --json also keeps every output (per setting and seed). `--specials allowed` decodes as
 multidiff did before `TextModality.banned_ids` (the readout and the rounding may pick PAD, BOS, SEP, MASK and, in
-'given' mode, EOS, which cut or shorten an output): the ablation of that fix.
+'given' mode, EOS, which cut or shorten an output): the ablation of that fix. `--grids` compares sampling grids
+(`TextConfig.grid`: warped, the fitted logSNR density's equal-probability steps; karras, rho 7), `--etas` the
+stochastic samplers' noise scale (`TextConfig.eta`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sources", type=int, default=55, help="MRs to score")
     ap.add_argument("--specials", type=lambda t: t.split(","), default=["banned"],
                     help="banned (the library's decoding) and/or allowed (specials not excluded), comma-separated")
+    ap.add_argument("--grids", type=lambda t: t.split(","), default=[None],
+                    help="sampling grids, comma-separated: warped | karras (default: the model's)")
+    ap.add_argument("--etas", type=floats, default=[None],
+                    help="noise scales of the sampler, comma-separated (default: the model's eta)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     if set(a.specials) - {"banned", "allowed"}:
@@ -72,19 +78,22 @@ def main(argv=None) -> int:
     values = slot_values([e.mr for e in train + test])
     rows = []
     print(f"{len(sources)} {a.set} MRs, {a.seeds} sampling seeds per setting, 20 NFE")
-    for specials, method, t, q in itertools.product(a.specials, a.methods, a.temperatures, a.quantiles):
+    for specials, grid, eta, method, t, q in itertools.product(a.specials, a.grids, a.etas, a.methods, a.temperatures,
+                                                               a.quantiles):
         modality.banned_ids = library_banned if specials == "banned" else (lambda: [])
         ev = {"steps": 20, "method": method, "mbr": 1}
-        sampling = {"text": {"temperature": t, "length_quantile": q}}
+        sampling = {"text": {"temperature": t, "length_quantile": q, **({"grid": grid} if grid else {}),
+                             **({"eta": eta} if eta is not None else {})}}
+        grid, eta = grid or modality.config.grid, modality.config.eta if eta is None else eta
         outputs = [generate_outputs(modality, model.net, sources, ev, sampling, seed, values)[0]
                    for seed in range(a.seeds)]
         sers = [data2text_quality(sources, refs, o, train + test)["slot_error_rate"] for o in outputs]
         se = stdev(sers) / len(sers) ** 0.5 if len(sers) > 1 else None
         by_slot = slot_errors_by_slot([s.mr for s in sources] * a.seeds, [o for outs in outputs for o in outs], values)
         words = mean(len(o.split()) for outs in outputs for o in outs)
-        rows.append({"specials": specials, "method": method, "temperature": t, "length_quantile": q, "slot_error_rate": sers,
-                     "mean": mean(sers), "se": se, "slot_errors_by_slot": by_slot, "mean_words": words, "outputs": outputs})
-        print(f"{specials:<8} {method:<14} T {t:<4} q {q:<5} SER {mean(sers):.3f}" + (f" +- {se:.3f}" if se is not None else "")
+        rows.append({"specials": specials, "grid": grid, "eta": eta, "method": method, "temperature": t,
+                     "length_quantile": q, "slot_error_rate": sers, "mean": mean(sers), "se": se, "slot_errors_by_slot": by_slot, "mean_words": words, "outputs": outputs})
+        print(f"{specials:<8} {grid:<7} eta {eta} {method:<14} T {t:<4} q {q:<5} SER {mean(sers):.3f}" + (f" +- {se:.3f}" if se is not None else "")
               + f"   by seed {', '.join(f'{x:.3f}' for x in sers)}   {words:.1f} words\n    by slot, all seeds: "
               + slot_error_summary(by_slot), flush=True)
     if a.json:

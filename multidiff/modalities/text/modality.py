@@ -15,6 +15,7 @@ computed inside the loss); `mask` = positions that exist, `known` = context posi
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import warnings
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ class TextConfig:
     grid: str = "warped"               # sampling grid: warped (the fitted density) | karras
     guidance: float = 1.0              # classifier-free guidance scale (data2text; needs cfg_dropout)
     temperature: float = 1.0           # sampling: x0_hat = softmax(logits / temperature) @ E (< 1 sharpens)
+    eta: float | None = None           # sampling: noise scale of dpmpp_2m_sde / euler_ancestral / ddim (None: the
+    #                                    sampler's default; > 1 re-noises more of each step, same marginals)
     cfg_dropout: float = 0.0           # data2text: drop the source for this fraction of examples
     length_quantile: float = 0.0       # data2text sampling: 0 draws each target length from the training
     #                                    lengths for the source's slot count; q in (0, 1] takes their q-quantile
@@ -99,6 +102,9 @@ class TextConfig:
                               f"got {self.length_quantile} with task {self.task!r}")
         if not self.temperature > 0:
             raise ConfigError(f"text.temperature must be > 0 (1 = the model's own posterior), got {self.temperature}")
+        if self.eta is not None and not self.eta >= 0:
+            raise ConfigError(f"text.eta must be >= 0 (the stochastic samplers' noise scale; null = their default), "
+                              f"got {self.eta}")
 
 
 @dataclass
@@ -589,6 +595,8 @@ class TextModality(Modality):
                  ) -> list[str] | tuple[list[str], torch.Tensor, Encoded]:
         """Sample `num` texts with `steps` network evaluations. Reproducible for `seed`.
         `denoiser_hook(D) -> D'` wraps the run's denoiser (e.g. to time or log its calls)."""
+        c = self._cfg(diffusion_config)
+        eta = {} if c.eta is None else {"eta": check_eta(method, c.eta)}
         was_training = net.training
         net.eval()
         try:
@@ -596,15 +604,15 @@ class TextModality(Modality):
             m = obj._u(net)
             self.net = m
             shape, ctx = self.sample_shape(num, length=length, source=source, generator=g, template=template,
-                                           length_quantile=self._cfg(diffusion_config).length_quantile)
+                                           length_quantile=c.length_quantile)
             dev = next(m.parameters()).device
             D = self.make_denoiser(net, diffusion_config)
             if denoiser_hook is not None:
                 D = denoiser_hook(D)
-            sig = self.sigmas(net, steps, self._cfg(diffusion_config).grid).to(dev)
+            sig = self.sigmas(net, steps, c.grid).to(dev)
             x = torch.randn(shape, generator=g).to(dev) * sig[0]
             opts: dict[str, Any] = {"cond": {k: v.to(dev) for k, v in ctx.cond.items()},
-                                    "project": self.project(net, diffusion_config)}
+                                    "project": self.project(net, diffusion_config), **eta}
             if ctx.known is not None:
                 opts["known"] = (ctx.x0.to(dev), ctx.known.to(dev))
             x = _run_sampler(D, x, sig, method, g, **opts)
@@ -754,6 +762,16 @@ def _make_config(d: dict[str, Any]) -> TextConfig:
     if bad:
         raise ConfigError(f"unknown text modality settings {sorted(bad)}; allowed: {sorted(keys)}")
     return TextConfig(**d)
+
+
+def check_eta(method: str, eta: float) -> float:
+    """`eta` if sampler `method` takes a noise scale, else a ConfigError that names the ones that do."""
+    from ...core.samplers import SAMPLERS
+    if method in SAMPLERS and "eta" not in inspect.signature(SAMPLERS[method]).parameters:
+        takers = [m for m, f in SAMPLERS.items() if "eta" in inspect.signature(f).parameters]
+        raise ConfigError(f"text.eta = {eta} needs a sampler with a noise scale ({', '.join(takers)}); "
+                          f"{method!r} has none: drop eta or change the method")
+    return eta
 
 
 def _run_sampler(D: Callable, x: torch.Tensor, sigmas: torch.Tensor, method: str, g: torch.Generator,

@@ -118,6 +118,27 @@ def test_generation_reproducible_and_clamped():
     assert sig[-1] == 0 and bool((sig[1:] < sig[:-1]).all())
 
 
+def test_sampler_noise_scale_eta_reaches_the_sampler():
+    m = TextModality()
+    m.prepare(LINES)
+    torch.manual_seed(0)
+    net = m.denoiser_net(dict(embed_dim=8, hidden=16, layers=1, heads=2))
+
+    def run(method, **text):
+        return m.generate(net, 3, steps=6, seed=4, method=method, return_ids=True,
+                          diffusion_config={"text": text} if text else None)[1]
+    # DPM-Solver++(2M) SDE without noise is DPM-Solver++(2M) (Lu et al. 2022): the same update, no draws
+    assert torch.allclose(run("dpmpp_2m_sde", eta=0.0), run("dpmpp_2m"), atol=1e-5)
+    assert not torch.allclose(run("dpmpp_2m_sde"), run("dpmpp_2m"), atol=1e-2)
+    assert torch.equal(run("dpmpp_2m_sde", eta=1.0), run("dpmpp_2m_sde"))           # 1: the sampler's default
+    assert torch.equal(run("ddim", eta=1.0), run("ddpm"))                           # DDIM(1) is DDPM
+    with pytest.raises(ConfigError, match="'euler' has none"):
+        run("euler", eta=2.0)
+    with pytest.raises(ConfigError, match="ddpm"):          # DDPM fixes its noise (eta 1): no knob to turn
+        run("ddpm", eta=0.5)
+    with pytest.raises(ConfigError, match="eta must be >= 0"):
+        run("dpmpp_2m_sde", eta=-1.0)
+
 def _fit(m, net, enc, steps, lr=3e-3, bs=8):
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     for step in range(steps):

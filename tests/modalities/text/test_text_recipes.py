@@ -234,6 +234,14 @@ def test_data2text_recipe(tmp_path, tiny):
     recipe_outputs = [line.split("||")[1] for line in (tmp_path / "d3" / "samples.txt").read_text().splitlines()]
     assert rows[1]["outputs"][0] == recipe_outputs and rows[1]["method"] == "dpmpp_2m_sde"
     assert rows[1]["slot_errors_by_slot"] == m3["slot_errors_by_slot_all_seeds"]   # the same two seeds' outputs
+    # --grids: 'warped' is the model's own grid (the recipe's outputs again); karras samples on another grid
+    assert _load("text_d2t_sampling", "benchmarks").main([
+        "--model", str(out / "model"), "--set", "held_out", "--sources", "4", "--quantiles", "0.75",
+        "--seeds", "2", "--grids", "karras,warped", "--json", str(bench)]) == 0
+    karras, warped = json.loads(bench.read_text())["rows"]
+    assert (karras["grid"], warped["grid"]) == ("karras", "warped")
+    assert warped["outputs"][0] == recipe_outputs and warped["slot_error_rate"] == [a, b]
+    assert karras["outputs"] != warped["outputs"]
     # a stopped run continues with --resume (the checkpoint's tokenizer and network); not as another task
     assert _load("text_data2text").main(["--out", str(out), "--max-steps", "5", "--config", str(tiny),
                                          "--max-sources", "4", "--resume", "--quiet"]) == 0
