@@ -92,7 +92,8 @@ def main(argv=None) -> int:
         by_slot = slot_errors_by_slot([s.mr for s in sources] * a.seeds, [o for outs in outputs for o in outs], values)
         words = mean(len(o.split()) for outs in outputs for o in outs)
         rows.append({"specials": specials, "grid": grid, "eta": eta, "method": method, "temperature": t,
-                     "length_quantile": q, "slot_error_rate": sers, "mean": mean(sers), "se": se, "slot_errors_by_slot": by_slot, "mean_words": words, "outputs": outputs})
+                     "length_quantile": q, "slot_error_rate": sers, "mean": mean(sers), "se": se,
+                     "slot_errors_by_slot": by_slot, "mean_words": words, "outputs": outputs})
         print(f"{specials:<8} {grid:<7} eta {eta} {method:<14} T {t:<4} q {q:<5} SER {mean(sers):.3f}" + (f" +- {se:.3f}" if se is not None else "")
               + f"   by seed {', '.join(f'{x:.3f}' for x in sers)}   {words:.1f} words\n    by slot, all seeds: "
               + slot_error_summary(by_slot), flush=True)

@@ -139,6 +139,7 @@ def test_sampler_noise_scale_eta_reaches_the_sampler():
     with pytest.raises(ConfigError, match="eta must be >= 0"):
         run("dpmpp_2m_sde", eta=-1.0)
 
+
 def _fit(m, net, enc, steps, lr=3e-3, bs=8):
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     for step in range(steps):
